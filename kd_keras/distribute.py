@@ -1,0 +1,48 @@
+"""tf.distribute strategy from a name."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import kd_keras  # noqa: F401
+import tensorflow as tf
+
+from kd_keras.config import STRATEGIES
+
+
+def get_strategy(name: str = "default", num_gpus: int = 0,
+                 tpu: Optional[str] = None) -> tf.distribute.Strategy:
+    """Builds a distribution strategy.
+
+    Args:
+        name: default (no distribution), one_device, mirrored (all local GPUs, or
+            ``num_gpus`` of them; logical CPUs when there is no GPU),
+            multi_worker_mirrored (cluster from $TF_CONFIG), or tpu.
+        num_gpus: GPUs for one_device / mirrored (0: CPU for one_device, all for mirrored).
+        tpu: TPU address or name for the tpu strategy ("" for a local TPU VM).
+
+    Raises:
+        ValueError: unknown name, or more GPUs asked for than exist.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown distribution strategy '{name}'. Choose one of: "
+                         f"{', '.join(STRATEGIES)}.")
+    gpus = tf.config.list_logical_devices("GPU")
+    if num_gpus > len(gpus):
+        raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible.")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if num_gpus else "/cpu:0")
+    if name == "mirrored":
+        if gpus:
+            devices = [g.name for g in gpus[: num_gpus or len(gpus)]]
+        else:
+            devices = [c.name for c in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)

@@ -1,0 +1,181 @@
+"""Command-line entry point: ``python -m kd_keras.main [--flagfile=flags/qqp_sid.cfg]``.
+
+With no flags it runs the offline demo: a small teacher trained on the built-in
+synthetic task, distilled with the stacked (sid) schedule into a student of half its
+depth, evaluated and exported.  This is the only module that reads FLAGS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+
+import kd_keras  # noqa: F401  (before TensorFlow: selects Keras 2)
+from absl import app, flags
+
+from kd_keras import config as config_lib
+from kd_keras.flags import define_flags
+
+define_flags()
+FLAGS = flags.FLAGS
+
+
+# The tiny teacher starts from random weights and needs larger steps than the
+# pretrained-BERT defaults; these apply unless the learning-rate flags are given.
+TINY_TEACHER_LEARNING_RATE = 1e-3
+TINY_STUDENT_LEARNING_RATE = 5e-4
+
+
+def _learning_rates():
+    teacher_lr, student_lr = FLAGS.teacher_learning_rate, FLAGS.learning_rate
+    if FLAGS.teacher == config_lib.TINY_TEACHER:
+        if not FLAGS["teacher_learning_rate"].present:
+            teacher_lr = TINY_TEACHER_LEARNING_RATE
+        if not FLAGS["learning_rate"].present:
+            student_lr = TINY_STUDENT_LEARNING_RATE
+    return teacher_lr, student_lr
+
+
+def config_from_flags() -> config_lib.RunConfig:
+    """Builds and validates the run configuration from the parsed flags."""
+    teacher_lr, student_lr = _learning_rates()
+    data_dir = FLAGS.data_dir or os.environ.get("GLUE_DIR") or None
+    layer_map = tuple(int(v) for v in FLAGS.layer_map) if FLAGS.layer_map else None
+    run = config_lib.RunConfig(
+        mode=FLAGS.mode,
+        data=config_lib.DataConfig(
+            task=FLAGS.task, data_dir=data_dir, use_tfds=FLAGS.use_tfds,
+            tfds_data_dir=FLAGS.tfds_data_dir, max_seq_length=FLAGS.max_seq_length,
+            batch_size=FLAGS.batch_size, eval_batch_size=FLAGS.eval_batch_size,
+            skip_bad_rows=FLAGS.skip_bad_rows, max_train_examples=FLAGS.max_train_examples,
+            max_eval_examples=FLAGS.max_eval_examples, synthetic_size=FLAGS.synthetic_size),
+        model=config_lib.ModelConfig(
+            teacher=FLAGS.teacher, teacher_finetuned=FLAGS.teacher_finetuned,
+            tiny_layers=FLAGS.tiny_layers, tiny_hidden_size=FLAGS.tiny_hidden_size,
+            tiny_heads=FLAGS.tiny_heads, student_layers=FLAGS.student_layers,
+            student_hidden_size=FLAGS.student_hidden_size, student_init=FLAGS.student_init,
+            layer_map=layer_map),
+        distill=config_lib.DistillConfig(
+            schedule=FLAGS.schedule, epochs=FLAGS.epochs,
+            epochs_per_stage=FLAGS.epochs_per_stage, cos_threshold=FLAGS.cos_threshold,
+            kd_every_stage=FLAGS.kd_every_stage, hard_label_weight=FLAGS.hard_label_weight,
+            temperature=FLAGS.temperature, attention_weight=FLAGS.attention_weight,
+            cosine_weight=FLAGS.cosine_weight, cache_teacher_logits=FLAGS.cache_teacher_logits),
+        train=config_lib.TrainConfig(
+            model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir,
+            learning_rate=student_lr, teacher_learning_rate=teacher_lr,
+            teacher_epochs=FLAGS.teacher_epochs, warmup_proportion=FLAGS.warmup_proportion,
+            weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
+            distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus,
+            tpu=FLAGS.tpu, checkpoint_steps=FLAGS.checkpoint_steps,
+            early_stopping_patience=FLAGS.early_stopping_patience))
+    return config_lib.validate(run)
+
+
+def run(config: config_lib.RunConfig) -> int:
+    """Runs the configured mode; returns the process exit code."""
+    import tf_keras
+
+    from kd_keras import pipeline
+
+    tf_keras.utils.set_random_seed(config.train.seed)
+    config_lib.save(config, config.train.model_dir)
+    strategy = pipeline.strategy_for(config)
+    tokenizer = pipeline.load_tokenizer(config)
+    mode = config.mode
+    if mode == "export":
+        student = _load_student(config, pipeline)
+        print("Exported", pipeline.export_student_model(config, student, tokenizer,
+                                                         FLAGS.export_version))
+        return 0
+    if mode == "predict":
+        return _predict(config, pipeline)
+    started = time.time()
+    task = pipeline.load_task_data(config, tokenizer)
+    if mode == "train_teacher":
+        pipeline.train_teacher(config, task, strategy)
+        return 0
+    teacher = pipeline.ensure_teacher(config, task, strategy)
+    results = {"task": task.spec.name, "schedule": config.distill.schedule,
+               "skipped_rows": task.skipped}
+    if mode == "evaluate":
+        student = _load_student(config, pipeline)
+    else:
+        student, fit_info = pipeline.distill(config, task, teacher, strategy)
+        results.update(stages=fit_info["stages"], best_epoch=fit_info["best_epoch"],
+                       history=fit_info["history"], dev_history=fit_info["dev_history"])
+        if mode == "distill":
+            print(f"Best student saved to {os.path.join(config.train.model_dir, 'student')}.")
+    results.update(pipeline.evaluate(config, task, teacher, student))
+    if mode == "pipeline":
+        results["export"] = pipeline.export_student_model(config, student, tokenizer,
+                                                          FLAGS.export_version)
+    results["wall_seconds"] = time.time() - started
+    path = pipeline.write_results(config, results)
+    print()
+    print(pipeline.results_table(results, task.spec.main_metric))
+    print(f"\nResults: {path}")
+    if "export" in results:
+        print(f"Student SavedModel: {results['export']}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(config.train.model_dir, 'logs')}")
+    return 0
+
+
+def _load_student(config, pipeline):
+    from kd_keras import models
+    from kd_keras.tasks import get_task
+
+    folder = os.path.join(config.train.model_dir, "student")
+    if not os.path.isdir(folder):
+        raise models.ModelError(f"No student in {folder}; run --mode=distill (or the "
+                                "pipeline) with this --model_dir first.")
+    return models.load_pretrained(folder, get_task(config.data.task).num_labels,
+                                  os.path.join(config.train.model_dir, "cache"))
+
+
+def _predict(config, pipeline) -> int:
+    from kd_keras import data, models
+    from kd_keras.tasks import get_task
+
+    if not FLAGS.predict_file or not FLAGS.output_file:
+        raise ValueError("--mode=predict needs --predict_file and --output_file.")
+    spec = get_task(config.data.task)
+    student = _load_student(config, pipeline)
+    tokenizer = models.load_tokenizer(os.path.join(config.train.model_dir, "student"),
+                                      os.path.join(config.train.model_dir, "cache"))
+    examples, skipped = data.read_glue_tsv(FLAGS.predict_file, spec, config.data.skip_bad_rows)
+    features = data.tokenize(examples, tokenizer, config.data.max_seq_length,
+                             regression=spec.is_regression)
+    logits, _ = pipeline.predict_logits(student, features, config.data.eval_batch_size)
+    tmp = FLAGS.output_file + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write("index\tprediction\n")
+        for i, row in enumerate(logits):
+            value = f"{row[0]:.6f}" if spec.is_regression else spec.labels[int(row.argmax())]
+            handle.write(f"{i}\t{value}\n")
+    os.replace(tmp, FLAGS.output_file)
+    print(f"Wrote {len(logits)} predictions to {FLAGS.output_file}"
+          + (f" ({skipped} malformed rows skipped)." if skipped else "."))
+    return 0
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from kd_keras.data import DataError
+    from kd_keras.export import ExportError
+    from kd_keras.models import ModelError
+
+    try:
+        config = config_from_flags()
+        code = run(config)
+    except (DataError, ModelError, ExportError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,341 @@
+"""The steps of a run, each a function of a RunConfig: teacher, distil, evaluate, export.
+
+model_dir layout:
+    config.json        the run configuration
+    teacher/           the fine-tuned teacher (Hugging Face folder, reused by later runs)
+    student/           the best student by dev metric (Hugging Face folder)
+    backup/            resumable training state (removed when training finishes)
+    cache/             tokenized features
+    logs/teacher, logs/distill   TensorBoard runs
+    results.json       metrics, parameter counts, speed, stage history
+    export/<version>/  the student SavedModel for TF Serving
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Tuple
+
+import kd_keras  # noqa: F401
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from kd_keras import callbacks, data, distiller, export, models, schedules
+from kd_keras import metrics as glue_metrics
+from kd_keras.config import TINY_TEACHER, RunConfig
+from kd_keras.distribute import get_strategy
+from kd_keras.tasks import TaskSpec, get_task
+
+
+@dataclasses.dataclass
+class TaskData:
+    """Tokenized train and dev splits of the run's task."""
+
+    spec: TaskSpec
+    tokenizer: object
+    train: data.Features
+    dev: data.Features
+    skipped: int
+
+
+def _path(config: RunConfig, *parts: str) -> str:
+    return os.path.join(config.train.model_dir, *parts)
+
+
+def _verbose() -> int:
+    """A progress bar on a terminal, one summary line per epoch otherwise."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_tokenizer(config: RunConfig):
+    """The teacher's tokenizer (for the tiny teacher: the synthetic task's vocab)."""
+    if config.model.teacher == TINY_TEACHER:
+        if config.data.task != "synthetic":
+            raise models.ModelError("--teacher=tiny only works with --task=synthetic; pass "
+                                    "--teacher=minilm, a model folder or a hub name.")
+        vocab_path = _path(config, "cache", "synthetic_vocab.txt")
+        os.makedirs(os.path.dirname(vocab_path), exist_ok=True)
+        data.write_vocab(vocab_path, data.synthetic_vocab())
+        return models.load_tokenizer(vocab_path, _path(config, "cache"))
+    teacher_dir = _path(config, "teacher")
+    if os.path.isdir(teacher_dir):
+        return models.load_tokenizer(teacher_dir, _path(config, "cache"))
+    return models.load_tokenizer(config.model.teacher, _path(config, "cache"))
+
+
+def load_task_data(config: RunConfig, tokenizer) -> TaskData:
+    """Loads and tokenizes both splits, reporting skipped rows."""
+    spec = get_task(config.data.task)
+    cfg = config.data
+    splits, skipped = {}, 0
+    for split, limit in (("train", cfg.max_train_examples), ("dev", cfg.max_eval_examples)):
+        examples, bad = data.load_examples(
+            spec, split, data_dir=cfg.data_dir, use_tfds=cfg.use_tfds,
+            tfds_data_dir=cfg.tfds_data_dir, skip_bad_rows=cfg.skip_bad_rows,
+            max_examples=limit, synthetic_size=cfg.synthetic_size, seed=config.train.seed)
+        if bad:
+            print(f"Skipped {bad} malformed row(s) in the {split} split of {spec.name}.")
+        skipped += bad
+        splits[split] = data.tokenize(
+            examples, tokenizer, cfg.max_seq_length, cache_dir=_path(config, "cache"),
+            cache_key=f"{spec.name}/{split}/{cfg.data_dir}", regression=spec.is_regression)
+    print(f"Task {spec.name}: {len(splits['train'])} train and {len(splits['dev'])} dev "
+          "examples.")
+    return TaskData(spec, tokenizer, splits["train"], splits["dev"], skipped)
+
+
+# --------------------------------------------------------------------------- teacher
+
+
+def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning_rate: float,
+         run_name: str, extra_callbacks: List, strategy) -> Dict:
+    """Compiles and fits a Distiller over its whole schedule, with backups and TensorBoard."""
+    cfg = config.data
+    train_ds = data.make_dataset(task.train, cfg.batch_size, training=True, seed=config.train.seed)
+    dev_ds = data.make_dataset(task.dev, cfg.eval_batch_size, training=False)
+    epochs = schedules.max_epochs(model.stages)
+    steps_per_epoch = -(-len(task.train) // cfg.batch_size)
+    with strategy.scope():
+        model.compile(optimizer=distiller.make_optimizer(
+            learning_rate, epochs * steps_per_epoch, config.train.warmup_proportion,
+            config.train.weight_decay))
+        model.build_optimizer()
+    controller = callbacks.StageController(config.distill.cos_threshold)
+    backup = tf_keras.callbacks.BackupAndRestore(
+        _path(config, "backup", run_name),
+        save_freq=config.train.checkpoint_steps or "epoch", delete_checkpoint=True)
+    tensorboard = tf_keras.callbacks.TensorBoard(_path(config, "logs", run_name),
+                                                 update_freq="epoch", profile_batch=0)
+    # Order matters: the backup restores the stage variables before the controller reads
+    # them, and the controller advances the stage before the backup saves an epoch.
+    callback_list = [backup, controller] + extra_callbacks + [tensorboard]
+    history = model.fit(train_ds, epochs=epochs, validation_data=dev_ds,
+                        callbacks=callback_list, verbose=_verbose())
+    return {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+            "stages": controller.history}
+
+
+def teacher_is_finetuned(config: RunConfig) -> bool:
+    """Whether model_dir already holds a teacher fine-tuned on this task."""
+    marker = _path(config, "teacher", "kd_keras_task.json")
+    if not os.path.exists(marker):
+        return False
+    with open(marker, encoding="utf-8") as handle:
+        return json.load(handle).get("task") == config.data.task
+
+
+def load_teacher(config: RunConfig, spec: TaskSpec) -> models.BertAdapter:
+    """The fine-tuned teacher from model_dir, or --teacher as given."""
+    cache = _path(config, "cache")
+    if teacher_is_finetuned(config):
+        return models.load_pretrained(_path(config, "teacher"), spec.num_labels, cache)
+    if config.model.teacher == TINY_TEACHER:
+        m = config.model
+        bert = models.bert_config(len(data.synthetic_vocab()), spec.num_labels,
+                                  num_layers=m.tiny_layers, hidden_size=m.tiny_hidden_size,
+                                  num_heads=m.tiny_heads, max_position_embeddings=
+                                  max(128, config.data.max_seq_length))
+        return models.build_model(bert, seed=config.train.seed)
+    return models.load_pretrained(config.model.teacher, spec.num_labels, cache)
+
+
+def train_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAdapter:
+    """Fine-tunes the teacher on the task and saves it to model_dir/teacher."""
+    with strategy.scope():
+        teacher = load_teacher(config, task.spec)
+        stages = schedules.build_schedule("finetune", 1, config.train.teacher_epochs, 1)
+        model = distiller.Distiller(teacher, None, [], stages,
+                                    regression=task.spec.is_regression)
+    print(f"Fine-tuning the teacher ({teacher.num_layers} layers, "
+          f"{teacher.count_params():,} parameters) for {config.train.teacher_epochs} epochs.")
+    best_dir = _path(config, "teacher")
+
+    def save_best(record):
+        models.save_model(teacher, task.tokenizer, best_dir)
+        with open(os.path.join(best_dir, "kd_keras_task.json"), "w", encoding="utf-8") as f:
+            json.dump({"task": task.spec.name, "dev": record}, f)
+
+    dev_ds = data.make_dataset(task.dev, config.data.eval_batch_size, training=False)
+    evaluator = callbacks.DevEvaluator(dev_ds, task.dev.labels, task.spec.metrics,
+                                       task.spec.is_regression, save_best)
+    _fit(config, model, task, config.train.teacher_learning_rate, "teacher", [evaluator],
+         strategy)
+    with strategy.scope():
+        return models.load_pretrained(best_dir, task.spec.num_labels, _path(config, "cache"))
+
+
+def ensure_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAdapter:
+    """The fine-tuned teacher: cached in model_dir, given as fine-tuned, or trained now."""
+    if teacher_is_finetuned(config) or config.model.teacher_finetuned:
+        with strategy.scope():
+            return load_teacher(config, task.spec)
+    return train_teacher(config, task, strategy)
+
+
+# --------------------------------------------------------------------------- distil
+
+
+def build_student(config: RunConfig, teacher: models.BertAdapter):
+    """Derives the student and the layer mapping from the teacher."""
+    m = config.model
+    mapping = models.layer_mapping(teacher.num_layers, m.student_layers, m.layer_map)
+    student = models.derive_student(teacher, m.student_layers, mapping,
+                                    hidden_size=m.student_hidden_size, init=m.student_init,
+                                    seed=config.train.seed)
+    return student, mapping
+
+
+def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
+            strategy) -> Tuple[models.BertAdapter, Dict]:
+    """Distils the teacher into a new student; saves the best one to model_dir/student."""
+    d = config.distill
+    with strategy.scope():
+        student, mapping = build_student(config, teacher)
+        stages = schedules.build_schedule(d.schedule, len(mapping), d.epochs,
+                                          d.epochs_per_stage, d.kd_every_stage)
+        model = distiller.Distiller(
+            student, None if d.schedule == "finetune" else teacher, mapping, stages,
+            regression=task.spec.is_regression, hard_label_weight=d.hard_label_weight,
+            temperature=d.temperature, attention_weight=d.attention_weight,
+            cosine_weight=d.cosine_weight)
+    print(f"Distilling {teacher.num_layers} -> {student.num_layers} layers with schedule "
+          f"'{d.schedule}', layer pairs (student, teacher): {mapping}.")
+    student_dir = _path(config, "student")
+
+    def save_best(record):
+        models.save_model(student, task.tokenizer, student_dir)
+
+    dev_ds = data.make_dataset(task.dev, config.data.eval_batch_size, training=False)
+    evaluator = callbacks.DevEvaluator(dev_ds, task.dev.labels, task.spec.metrics,
+                                       task.spec.is_regression, save_best,
+                                       config.train.early_stopping_patience)
+    example = {k: v[None] for k, v in task.dev.row(0).items()}
+    hparams = {"schedule": d.schedule, "lambda": d.hard_label_weight, "temperature":
+               d.temperature, "teacher_layers": teacher.num_layers, "student_layers":
+               student.num_layers, "kd_every_stage": d.kd_every_stage,
+               "learning_rate": config.train.learning_rate, "seed": config.train.seed}
+    extras = [evaluator]
+    if d.schedule != "finetune":
+        extras.append(callbacks.TensorBoardExtras(_path(config, "logs", "distill"), hparams,
+                                                  example))
+    fit_info = _fit(config, model, task, config.train.learning_rate, "distill", extras,
+                    strategy)
+    fit_info["best_epoch"] = evaluator.best
+    fit_info["dev_history"] = evaluator.history
+    with strategy.scope():
+        best = models.load_pretrained(student_dir, task.spec.num_labels, _path(config, "cache"))
+    return best, fit_info
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def predict_logits(adapter: models.BertAdapter, features: data.Features,
+                   batch_size: int) -> Tuple[np.ndarray, float]:
+    """Logits [n, labels] in example order, and examples per second after warm-up."""
+    dataset = data.make_dataset(features, batch_size, training=False)
+    forward = tf.function(lambda x: adapter.logits(x, training=False), reduce_retracing=True)
+    for x, _ in dataset.take(1):
+        forward(x)  # trace outside the timing
+    start = time.perf_counter()
+    outputs = [forward(x).numpy() for x, _ in dataset]
+    elapsed = time.perf_counter() - start
+    return np.concatenate(outputs), len(features) / max(elapsed, 1e-9)
+
+
+def attention_kl_per_layer(teacher, student, mapping, task: TaskData,
+                           batch_size: int) -> Optional[Dict[str, float]]:
+    """Dev attention KL of every matched pair (None when head counts differ)."""
+    if teacher.num_heads != student.num_heads:
+        return None
+    stages = schedules.build_schedule("all", len(mapping), 1, 1)
+    probe = distiller.Distiller(student, teacher, mapping, stages,
+                                regression=task.spec.is_regression)
+    probe.compile()
+    values = probe.evaluate(data.make_dataset(task.dev, batch_size, training=False),
+                            return_dict=True, verbose=0)
+    return {name: float(values[name]) for name in probe.attention_names}
+
+
+def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
+             student: models.BertAdapter) -> Dict:
+    """Dev metrics, parameter counts, speed and attention KL of teacher and student."""
+    spec, batch = task.spec, config.data.eval_batch_size
+    report = {}
+    for name, adapter in (("teacher", teacher), ("student", student)):
+        logits, speed = predict_logits(adapter, task.dev, batch)
+        report[name] = {"dev": glue_metrics.compute(spec.metrics, task.dev.labels, logits,
+                                                    spec.is_regression),
+                        "parameters": adapter.count_params(), "layers": adapter.num_layers,
+                        "examples_per_second": speed}
+    mapping = models.layer_mapping(teacher.num_layers, student.num_layers,
+                                   config.model.layer_map)
+    per_layer = attention_kl_per_layer(teacher, student, mapping, task, batch)
+    report["student"]["attention_kl"] = per_layer
+    report["student"]["attention_kl_mean"] = (None if per_layer is None
+                                              else float(np.mean(list(per_layer.values()))))
+    report["speedup"] = (report["student"]["examples_per_second"]
+                         / report["teacher"]["examples_per_second"])
+    return report
+
+
+def write_results(config: RunConfig, results: Dict) -> str:
+    """Writes results.json into model_dir atomically."""
+    path = _path(config, "results.json")
+    fd, tmp = tempfile.mkstemp(dir=config.train.model_dir, suffix=".json")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(results, handle, indent=2, sort_keys=True, default=float)
+    os.replace(tmp, path)
+    return path
+
+
+def results_table(results: Dict, main_metric: str) -> str:
+    """Teacher vs student, as a plain-text table."""
+    rows = [("", "teacher", "student")]
+    for label, key in ((f"dev {main_metric}", None), ("layers", "layers"),
+                       ("parameters", "parameters"), ("examples/s", "examples_per_second")):
+        cells = []
+        for who in ("teacher", "student"):
+            value = results[who]["dev"][main_metric] if key is None else results[who][key]
+            cells.append(f"{value:,.4f}" if key is None else
+                         (f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"))
+        rows.append((label, *cells))
+    kl = results["student"].get("attention_kl_mean")
+    if kl is not None:
+        rows.append(("attention KL (mean)", "", f"{kl:.4f}"))
+    rows.append(("speed-up", "", f"{results['speedup']:.2f}x"))
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join(cell.rjust(width[i]) if i else cell.ljust(width[i])
+                               for i, cell in enumerate(row)) for row in rows)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_dir(config: RunConfig) -> str:
+    return config.train.export_dir or _path(config, "export")
+
+
+def export_student_model(config: RunConfig, student: models.BertAdapter, tokenizer,
+           version: Optional[int] = None) -> str:
+    """Exports the student SavedModel; returns the version folder."""
+    spec = get_task(config.data.task)
+    labels = list(spec.labels) if spec.labels else ["score"]
+    lower = bool(getattr(tokenizer, "do_lower_case", True))
+    return export.export_student(student, models.vocab_tokens(tokenizer), labels,
+                                 export_dir(config), config.data.max_seq_length,
+                                 spec.is_pair, version=version, lower_case=lower)
+
+
+def strategy_for(config: RunConfig):
+    t = config.train
+    return get_strategy(t.distribution_strategy, t.num_gpus, t.tpu)
