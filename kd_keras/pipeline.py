@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -110,8 +111,9 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
             config.train.weight_decay))
         model.build_optimizer()
     controller = callbacks.StageController(config.distill.cos_threshold)
+    backup_dir = _path(config, "backup", run_name)
     backup = tf_keras.callbacks.BackupAndRestore(
-        _path(config, "backup", run_name),
+        backup_dir,
         save_freq=config.train.checkpoint_steps or "epoch", delete_checkpoint=True)
     tensorboard = tf_keras.callbacks.TensorBoard(_path(config, "logs", run_name),
                                                  update_freq="epoch", profile_batch=0)
@@ -120,6 +122,7 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
     callback_list = [backup, controller] + extra_callbacks + [tensorboard]
     history = model.fit(train_ds, epochs=epochs, validation_data=dev_ds,
                         callbacks=callback_list, verbose=_verbose())
+    shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
     return {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
             "stages": controller.history}
 

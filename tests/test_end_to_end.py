@@ -1,0 +1,121 @@
+"""The command line end to end on a tiny run: stages, results.json, TensorBoard, export."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+TINY_RUN = ["--task=synthetic", "--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48",
+            "--tiny_heads=3", "--teacher_epochs=2", "--student_layers=2", "--epochs=1",
+            "--epochs_per_stage=2", "--synthetic_size=256", "--max_seq_length=32",
+            "--batch_size=32"]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "kd_keras.main", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def tags(log_dir):
+    found = set()
+    for path in glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"), recursive=True):
+        accumulator = EventAccumulator(path, size_guidance={"tensors": 0, "images": 0})
+        accumulator.Reload()
+        found |= set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["images"])
+    return found
+
+
+@pytest.fixture(scope="module")
+def sid_run(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("sid"))
+    result = run_cli(*TINY_RUN, "--schedule=sid", f"--model_dir={model_dir}")
+    return model_dir, result
+
+
+def test_sid_pipeline_results(sid_run):
+    model_dir, result = sid_run
+    with open(os.path.join(model_dir, "results.json")) as handle:
+        results = json.load(handle)
+    assert results["task"] == "synthetic" and results["schedule"] == "sid"
+    assert [s["stage"] for s in results["stages"]] == [1, 2, 3]
+    for who in ("teacher", "student"):
+        assert set(results[who]["dev"]) == {"accuracy", "f1"}
+        assert results[who]["parameters"] > 0
+    assert results["student"]["layers"] == 2 and results["teacher"]["layers"] == 4
+    assert set(results["student"]["attention_kl"]) == {"att_kl_s1_t2", "att_kl_s2_t4"}
+    assert results["student"]["attention_kl_mean"] >= 0
+    history = results["history"]
+    assert history["cos_s1_t2"][1] < history["cos_s1_t2"][0]  # stage 1 learns layer 1
+    assert "Stage 2/3: sid 2/3: layers 1-2" in result.stdout
+    assert "speed-up" in result.stdout
+    assert os.path.exists(os.path.join(model_dir, "config.json"))
+    assert not os.path.exists(os.path.join(model_dir, "backup", "distill"))  # finished
+
+
+def test_sid_tensorboard_tags(sid_run):
+    model_dir, _ = sid_run
+    found = tags(os.path.join(model_dir, "logs", "distill"))
+    for tag in ("epoch_loss", "epoch_att_kl_s1_t2", "epoch_cos_s2_t4", "epoch_soft",
+                "epoch_hard", "epoch_learning_rate", "epoch_stage", "epoch_accuracy",
+                "epoch_f1", "stage", "attention/stage_1", "attention/stage_3",
+                "_hparams_/session_start_info"):
+        assert tag in found, tag
+
+
+def test_export_matches_student(sid_run, tokenizer):
+    import tensorflow_text  # noqa: F401  (registers the ops the raw-text signature uses)
+
+    from kd_keras import data, models
+
+    model_dir, _ = sid_run
+    student = models.load_pretrained(os.path.join(model_dir, "student"), 2, model_dir)
+    loaded = tf.saved_model.load(os.path.join(model_dir, "export", "1"))
+    examples = [data.Example("w2 w4 w6", "w1 w3 w8 w5", 1),
+                data.Example("w11 w13", "w20 w22 w24 w7 w9", 0)]
+    features = data.tokenize(examples, tokenizer, 32)
+    x = {k: tf.constant(v) for k, v in features.padded().items()}
+    expected = student.logits(x).numpy()
+    got = loaded.signatures["serving_default"](**x)
+    assert np.abs(got["logits"].numpy() - expected).max() <= 1e-5
+    np.testing.assert_allclose(got["probabilities"].numpy().sum(-1), 1.0, atol=1e-6)
+    text = loaded.signatures["serving_text"](
+        text_a=tf.constant([e.text_a for e in examples]),
+        text_b=tf.constant([e.text_b for e in examples]))
+    assert np.abs(text["logits"].numpy() - expected).max() <= 1e-5
+    labels = [b.decode() for b in text["label"].numpy()]
+    assert labels == [["b_more_positive", "a_more_positive"][i] for i in expected.argmax(-1)]
+    assets = os.listdir(os.path.join(model_dir, "export", "1", "assets"))
+    assert {"vocab.txt", "labels.txt"} <= set(assets)
+    assert not [n for n in os.listdir(os.path.join(model_dir, "export")) if n.startswith(".")]
+
+
+def test_pid_pipeline_stage_sequence(tmp_path):
+    run_cli(*TINY_RUN, "--schedule=pid", f"--model_dir={tmp_path}", "--cos_threshold=10")
+    with open(tmp_path / "results.json") as handle:
+        stages = json.load(handle)["stages"]
+    assert [(s["stage"], s["epochs"]) for s in stages] == [(1, 1), (2, 1), (3, 1)]
+    assert stages[0]["name"].startswith("pid 1/3: layer 1")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--task=squad"], "Unknown task 'squad'"),
+    (["--schedule=fast"], "Unknown schedule 'fast'"),
+    (["--distribution_strategy=magic"], "Unknown distribution strategy"),
+    (["--task=rte", "--teacher=tiny"], "--teacher=tiny only works with --task=synthetic"),
+    (["--student_layers=3"], "must divide"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, flags, message):
+    result = run_cli(*TINY_RUN, f"--model_dir={tmp_path}", *flags, check=False)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0]
