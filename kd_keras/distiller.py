@@ -133,6 +133,8 @@ class Distiller(tf_keras.Model):
         self.trackers = {name: tf_keras.metrics.Mean(name=name) for name in names}
         self.accuracy_tracker = (None if regression else
                                  tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+        # Every sub-model is built already; BackupAndRestore only restores built models.
+        self.built = True
 
     # ------------------------------------------------------------------ stage state
 
