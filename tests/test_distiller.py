@@ -156,3 +156,18 @@ def test_warmup_linear_decay():
     schedule = distiller.WarmupLinearDecay(1.0, total_steps=10, warmup_steps=2)
     values = [float(schedule(step)) for step in (0, 1, 2, 6, 10, 12)]
     np.testing.assert_allclose(values, [0.0, 0.5, 1.0, 0.5, 0.0, 0.0], atol=1e-6)
+
+
+def test_regression_distils_with_squared_error():
+    teacher = tiny_teacher(num_labels=1, seed=4)
+    model = make_distiller(teacher, "kd", regression=True, hard_label_weight=0.5)
+    x, _ = make_batch()
+    y = tf.constant([0.5, 1.0, 2.0, 3.0, 4.5])
+    total, terms, logits = model.compute_terms(x, y, model.stage, training=False)
+    t = teacher.logits(x).numpy()[:, 0]
+    s = logits.numpy()[:, 0]
+    np.testing.assert_allclose(terms["soft"].numpy(), (t - s) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(terms["hard"].numpy(), (y.numpy() - s) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(total.numpy(), (t - s) ** 2 + 0.5 * (y.numpy() - s) ** 2,
+                               rtol=1e-5)
+    assert np.isfinite(model.train_on_batch(x, y, return_dict=True)["loss"])

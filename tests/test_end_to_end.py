@@ -119,3 +119,23 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, flags, message):
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0]
+
+
+def test_evaluate_predict_and_export_modes(sid_run, tmp_path):
+    model_dir, _ = sid_run
+    common = [*TINY_RUN, f"--model_dir={model_dir}"]
+    result = run_cli(*common, "--mode=evaluate")
+    assert "speed-up" in result.stdout
+    predict_in = tmp_path / "in.tsv"
+    predict_in.write_text("text_a\ttext_b\tlabel\nw2 w4\tw1 w3\ta_more_positive\n"
+                          "w1\tw2 w4 w6\tb_more_positive\n")
+    out = tmp_path / "out.tsv"
+    run_cli(*common, "--mode=predict", f"--predict_file={predict_in}", f"--output_file={out}")
+    lines = out.read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 3
+    assert all(line.split("\t")[1] in ("a_more_positive", "b_more_positive")
+               for line in lines[1:])
+    run_cli(*common, "--mode=export")  # next free version
+    assert os.path.isdir(os.path.join(model_dir, "export", "2"))
+    clash = run_cli(*common, "--mode=export", "--export_version=1", check=False)
+    assert clash.returncode == 2 and "already exists" in clash.stderr

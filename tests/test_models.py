@@ -106,3 +106,15 @@ def test_missing_model_errors(tmp_path, monkeypatch):
 def test_count_params_matches_keras(teacher):
     assert teacher.count_params() == teacher.model.count_params()
     assert tiny_teacher(num_layers=2).count_params() < teacher.count_params()
+
+
+def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(models, "HUB_HOSTS", ("unreachable.invalid",))
+    start = time.time()
+    with pytest.raises(ModelError, match="Hugging Face hub cannot be reached"):
+        models.load_pretrained("bert-base-uncased", 2, str(tmp_path))
+    with pytest.raises(ModelError, match="Hugging Face hub cannot be reached"):
+        models.load_tokenizer("bert-base-uncased", str(tmp_path))
+    assert time.time() - start < 30
