@@ -139,3 +139,12 @@ def test_evaluate_predict_and_export_modes(sid_run, tmp_path):
     assert os.path.isdir(os.path.join(model_dir, "export", "2"))
     clash = run_cli(*common, "--mode=export", "--export_version=1", check=False)
     assert clash.returncode == 2 and "already exists" in clash.stderr
+
+
+def test_check_export_script(sid_run):
+    model_dir, _ = sid_run
+    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "check_export.py"),
+                             os.path.join(model_dir, "export", "1")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "REST request body" in result.stdout and "serving_text" in result.stdout

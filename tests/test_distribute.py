@@ -1,0 +1,34 @@
+"""tf.distribute: strategy names, and one mirrored step equal to one single-device step."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from kd_keras import distribute
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_unknown_strategy_lists_choices():
+    with pytest.raises(ValueError, match="Choose one of: default, one_device, mirrored"):
+        distribute.get_strategy("magic")
+
+
+def test_too_many_gpus_is_an_error():
+    with pytest.raises(ValueError, match="GPU"):
+        distribute.get_strategy("mirrored", num_gpus=64)
+
+
+def test_mirrored_step_equals_single_device_step():
+    result = subprocess.run([sys.executable, os.path.join(HERE, "mirrored_step.py")],
+                            capture_output=True, text=True, timeout=300,
+                            cwd=os.path.dirname(HERE),
+                            env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE)))
+    match = re.search(r"max_weight_diff=(\S+) max_update=(\S+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    diff, update = float(match.group(1)), float(match.group(2))
+    assert update > 1e-4  # the step changed the weights (a 2x-scaled loss would differ by ~update)
+    assert diff <= 1e-5 and diff < update / 50  # 2 replicas changed them as 1 did
