@@ -14,6 +14,7 @@ from kd_keras.tasks import get_task
 MODES = ("pipeline", "train_teacher", "distill", "evaluate", "predict", "export")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 TINY_TEACHER = "tiny"
+MINILM_TEACHER = "minilm"  # the same name models.MINILM loads
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,9 +33,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("synthetic_size", _D.synthetic_size,
                          "Training examples of the synthetic task.")
     # Models
-    flags.DEFINE_string("teacher", _M.teacher, "tiny (built on the spot, synthetic task "
-                        "only), minilm (pip package), a local Hugging Face folder or a hub "
-                        "name.")
+    flags.DEFINE_string("teacher", None, "tiny (built on the spot, synthetic task only), "
+                        "minilm (pip package), a local Hugging Face folder or a hub name. "
+                        "Default: tiny for the synthetic task, minilm otherwise.")
     flags.DEFINE_bool("teacher_finetuned", _M.teacher_finetuned,
                       "The teacher is already fine-tuned on the task: skip fine-tuning.")
     flags.DEFINE_integer("tiny_layers", _M.tiny_layers, "Layers of the tiny teacher.")

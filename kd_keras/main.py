@@ -29,9 +29,16 @@ TINY_TEACHER_DEFAULTS = {"teacher_learning_rate": 1e-3, "learning_rate": 5e-4,
                          "teacher_epochs": 5, "epochs": 3}
 
 
+def _teacher() -> str:
+    """--teacher, defaulting to the tiny teacher for the synthetic task, MiniLM otherwise."""
+    if FLAGS.teacher:
+        return FLAGS.teacher
+    return config_lib.TINY_TEACHER if FLAGS.task == "synthetic" else config_lib.MINILM_TEACHER
+
+
 def _flag(name: str):
     """A flag's value, with the tiny-teacher default where it applies."""
-    if (FLAGS.teacher == config_lib.TINY_TEACHER and name in TINY_TEACHER_DEFAULTS
+    if (_teacher() == config_lib.TINY_TEACHER and name in TINY_TEACHER_DEFAULTS
             and not FLAGS[name].present):
         return TINY_TEACHER_DEFAULTS[name]
     return FLAGS[name].value
@@ -50,7 +57,7 @@ def config_from_flags() -> config_lib.RunConfig:
             skip_bad_rows=FLAGS.skip_bad_rows, max_train_examples=FLAGS.max_train_examples,
             max_eval_examples=FLAGS.max_eval_examples, synthetic_size=FLAGS.synthetic_size),
         model=config_lib.ModelConfig(
-            teacher=FLAGS.teacher, teacher_finetuned=FLAGS.teacher_finetuned,
+            teacher=_teacher(), teacher_finetuned=FLAGS.teacher_finetuned,
             tiny_layers=FLAGS.tiny_layers, tiny_hidden_size=FLAGS.tiny_hidden_size,
             tiny_heads=FLAGS.tiny_heads, student_layers=FLAGS.student_layers,
             student_hidden_size=FLAGS.student_hidden_size, student_init=FLAGS.student_init,
