@@ -66,7 +66,6 @@ class DistillConfig:
     temperature: float = 1.0
     attention_weight: float = 1.0
     cosine_weight: float = 1.0
-    cache_teacher_logits: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

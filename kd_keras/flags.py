@@ -64,8 +64,6 @@ def define_flags() -> None:
     flags.DEFINE_float("temperature", _K.temperature, "Soft-label temperature.")
     flags.DEFINE_float("attention_weight", _K.attention_weight, "Weight of attention KL terms.")
     flags.DEFINE_float("cosine_weight", _K.cosine_weight, "Weight of [CLS] cosine terms.")
-    flags.DEFINE_bool("cache_teacher_logits", _K.cache_teacher_logits,
-                      "Compute teacher logits once, so logit-only stages run no teacher.")
     # Training
     flags.DEFINE_string("model_dir", _T.model_dir, "Output folder: config, checkpoints, "
                         "TensorBoard logs, models, results.json.")

@@ -67,7 +67,7 @@ def config_from_flags() -> config_lib.RunConfig:
             epochs_per_stage=FLAGS.epochs_per_stage, cos_threshold=FLAGS.cos_threshold,
             kd_every_stage=FLAGS.kd_every_stage, hard_label_weight=FLAGS.hard_label_weight,
             temperature=FLAGS.temperature, attention_weight=FLAGS.attention_weight,
-            cosine_weight=FLAGS.cosine_weight, cache_teacher_logits=FLAGS.cache_teacher_logits),
+            cosine_weight=FLAGS.cosine_weight),
         train=config_lib.TrainConfig(
             model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir,
             learning_rate=_flag("learning_rate"), teacher_learning_rate=_flag("teacher_learning_rate"),
