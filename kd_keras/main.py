@@ -96,7 +96,7 @@ def run(config: config_lib.RunConfig) -> int:
                                                          FLAGS.export_version))
         return 0
     if mode == "predict":
-        return _predict(config, pipeline)
+        return _predict(config, pipeline, tokenizer)
     started = time.time()
     task = pipeline.load_task_data(config, tokenizer)
     if mode == "train_teacher":
@@ -140,16 +140,14 @@ def _load_student(config, pipeline):
                                   os.path.join(config.train.model_dir, "cache"))
 
 
-def _predict(config, pipeline) -> int:
-    from kd_keras import data, models
+def _predict(config, pipeline, tokenizer) -> int:
+    from kd_keras import data
     from kd_keras.tasks import get_task
 
     if not FLAGS.predict_file or not FLAGS.output_file:
         raise ValueError("--mode=predict needs --predict_file and --output_file.")
     spec = get_task(config.data.task)
     student = _load_student(config, pipeline)
-    tokenizer = models.load_tokenizer(os.path.join(config.train.model_dir, "student"),
-                                      os.path.join(config.train.model_dir, "cache"))
     examples, skipped = data.read_glue_tsv(FLAGS.predict_file, spec, config.data.skip_bad_rows)
     features = data.tokenize(examples, tokenizer, config.data.max_seq_length,
                              regression=spec.is_regression)
