@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Callable, Dict, List, Optional
+import sys
+from typing import Callable, Dict, List, Optional, Tuple
 
 import kd_keras  # noqa: F401
 import numpy as np
@@ -11,6 +13,87 @@ import tensorflow as tf
 import tf_keras
 
 from kd_keras import metrics as glue_metrics
+
+
+def load_run_state(model, key: str, default):
+    """Reads one callback's saved bookkeeping from the Distiller's run_state variable."""
+    return json.loads(model.run_state.numpy().decode("utf-8")).get(key, default)
+
+
+def store_run_state(model, key: str, value) -> None:
+    """Writes one callback's bookkeeping into run_state, which checkpoints carry."""
+    state = json.loads(model.run_state.numpy().decode("utf-8"))
+    state[key] = value
+    model.run_state.assign(json.dumps(state))
+
+
+def backup_position(backup_dir: str, steps_per_epoch: int) -> Tuple[int, int]:
+    """Where a run resumes: (epoch, batch) after the last backup, or (0, 0) without one.
+
+    Mirrors how Keras' BackupAndRestore picks the initial epoch and step, so the input
+    pipeline can start at the same place (see data.make_dataset).
+    """
+    latest = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
+    if latest is None:
+        return 0, 0
+    reader = tf.train.load_checkpoint(latest)
+    epoch = int(reader.get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    batch = int(reader.get_tensor("ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE"))
+    if epoch < 0:
+        return 0, 0
+    if batch < 0 or batch >= steps_per_epoch - 1:
+        return epoch + 1, 0
+    return epoch, batch + 1
+
+
+class TrainingBackup(tf_keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that also backs up at epoch end, after the other callbacks.
+
+    Put it first in the callback list, so its restore (at train begin) comes before the
+    other callbacks read the model, and add ``closing_callback()`` last, so the
+    epoch-end backup holds the stage and bookkeeping those callbacks just updated.
+
+    Args:
+        backup_dir: folder of the backup (removed when training ends normally).
+        steps_per_epoch: batches per epoch.
+        save_steps: also back up every this many steps (0: at epoch ends only).
+    """
+
+    def __init__(self, backup_dir: str, steps_per_epoch: int, save_steps: int = 0):
+        # An integer save_freq makes Keras resume mid-epoch; a huge one means "never".
+        super().__init__(backup_dir, save_freq=save_steps or sys.maxsize,
+                         delete_checkpoint=True)
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass  # done by closing_callback(), after the other callbacks
+
+    def closing_callback(self) -> tf_keras.callbacks.Callback:
+        backup = self
+
+        class _EpochEndBackup(tf_keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                backup._backup(epoch=epoch, batch=backup.steps_per_epoch - 1)
+
+        return _EpochEndBackup()
+
+
+class StopOnNaN(tf_keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and remembers where it happened."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed_at: Optional[Tuple[int, int]] = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            self.failed_at = (self.epoch + 1, batch + 1)
+            self.model.stop_training = True
 
 
 class StageController(tf_keras.callbacks.Callback):
@@ -32,6 +115,7 @@ class StageController(tf_keras.callbacks.Callback):
         self.history: List[Dict] = []
 
     def on_train_begin(self, logs=None):
+        self.history = load_run_state(self.model, "stages", [])
         self.model.sync_stage()
         self._announce()
 
@@ -64,6 +148,10 @@ class StageController(tf_keras.callbacks.Callback):
         logs["stage"] = model.active_stage + 1
         if reason is None:
             return
+        self._end_stage(epoch, reason)
+
+    def _end_stage(self, epoch: int, reason: str) -> None:
+        model = self.model
         self.history.append({"stage": model.active_stage + 1, "name": model.stage.name,
                              "epochs": int(model.epochs_in_stage.numpy()),
                              "ended_after_epoch": epoch + 1, "reason": reason})
@@ -74,6 +162,7 @@ class StageController(tf_keras.callbacks.Callback):
         # in the next stage; the step itself is rebuilt at the next epoch's start.
         model.stage_index.assign(next_index)
         model.epochs_in_stage.assign(0)
+        store_run_state(model, "stages", self.history)
         if next_index >= len(model.stages):
             model.stop_training = True
 
@@ -106,15 +195,27 @@ class DevEvaluator(tf_keras.callbacks.Callback):
         self.epochs_without_improvement = 0
         self.history: List[Dict] = []
 
+    def on_train_begin(self, logs=None):
+        state = load_run_state(self.model, "dev", {})
+        self.best = state.get("best")
+        self.epochs_without_improvement = state.get("epochs_without_improvement", 0)
+        self.history = state.get("history", [])
+
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
+        self._evaluate(epoch, logs if logs is not None else {})
+        store_run_state(self.model, "dev", {
+            "best": self.best, "epochs_without_improvement": self.epochs_without_improvement,
+            "history": self.history})
+
+    def _evaluate(self, epoch: int, logs: Dict) -> None:
         model = self.model
         stage = model.stages[model.active_stage]
         logits = model.predict(self.dataset, verbose=0)
         values = glue_metrics.compute(self.metric_names, self.labels, logits, self.regression)
         for name, value in values.items():
             logs[f"val_{name}"] = value
-        record = dict(values, epoch=epoch + 1, stage=model.active_stage + 1)
+        record = {name: float(value) for name, value in values.items()}
+        record.update(epoch=epoch + 1, stage=model.active_stage + 1)
         self.history.append(record)
         if not (stage.kd or stage.hard_only):
             return

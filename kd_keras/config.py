@@ -12,6 +12,7 @@ from kd_keras import schedules
 from kd_keras.tasks import get_task
 
 MODES = ("pipeline", "train_teacher", "distill", "evaluate", "predict", "export")
+PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 TINY_TEACHER = "tiny"
 MINILM_TEACHER = "minilm"  # the same name models.MINILM loads
@@ -47,6 +48,7 @@ class ModelConfig:
     tiny_layers: int = 4
     tiny_hidden_size: int = 64
     tiny_heads: int = 4
+    student: Optional[str] = None
     student_layers: int = 2
     student_hidden_size: Optional[int] = None
     student_init: str = "teacher"
@@ -85,6 +87,8 @@ class TrainConfig:
     tpu: Optional[str] = None
     checkpoint_steps: int = 0
     early_stopping_patience: int = 0
+    mixed_precision: str = "none"
+    xla: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +120,9 @@ def validate(config: RunConfig) -> RunConfig:
     if config.train.distribution_strategy not in STRATEGIES:
         raise ValueError(f"Unknown distribution strategy '{config.train.distribution_strategy}'."
                          f" Choose one of: {', '.join(STRATEGIES)}.")
+    if config.train.mixed_precision not in PRECISIONS:
+        raise ValueError(f"Unknown --mixed_precision '{config.train.mixed_precision}'. Choose "
+                         f"one of: {', '.join(PRECISIONS)}.")
     positive = {
         "--max_seq_length": config.data.max_seq_length, "--batch_size": config.data.batch_size,
         "--eval_batch_size": config.data.eval_batch_size, "--epochs": config.distill.epochs,

@@ -363,19 +363,35 @@ def bucket_boundaries(max_seq_length: int, width: int = 16) -> List[int]:
     return list(range(width + 1, max_seq_length + 1, width))
 
 
-def _dense(value):
-    import tensorflow as tf
+def batches_per_epoch(lengths: np.ndarray, batch_size: int) -> int:
+    """How many batches one training epoch has (length buckets each end with a short one).
 
-    return value.to_tensor() if isinstance(value, tf.RaggedTensor) else value
+    Args:
+        lengths: tokens per example, int [num_examples].
+        batch_size: global batch size.
+    """
+    boundaries = _training_boundaries(lengths)
+    bucket = np.searchsorted(np.asarray(boundaries), lengths, side="right")
+    counts = np.bincount(bucket, minlength=len(boundaries) + 1)
+    return int(sum(-(-int(c) // batch_size) for c in counts))
+
+
+def _training_boundaries(lengths: np.ndarray) -> List[int]:
+    longest = int(lengths.max())
+    return [b for b in bucket_boundaries(max(longest, 2)) if b <= longest]
 
 
 def make_dataset(features: Features, batch_size: int, training: bool, seed: int = 0,
-                 extra: Optional[Dict[str, np.ndarray]] = None):
+                 extra: Optional[Dict[str, np.ndarray]] = None, epochs: int = 1,
+                 start_epoch: int = 0, start_batch: int = 0):
     """Builds the tf.data pipeline over tokenized features.
 
-    Training: cached, shuffled with ``seed`` (a new order each epoch, the same sequence of
-    orders for the same seed), bucketed by length and padded per batch.  Evaluation: in
-    file order, padded per batch.
+    Training: epochs ``start_epoch .. epochs - 1`` back to back, the first one entered at
+    batch ``start_batch``.  Each epoch's order is a pure function of (seed, epoch) and
+    examples are bucketed by length and padded per batch, so a run resumed at any
+    (epoch, batch) sees exactly the batches an uninterrupted run would.  Every epoch has
+    ``batches_per_epoch(features.lengths, batch_size)`` batches.  Evaluation: in file
+    order, padded per batch.
 
     Args:
         features: tokenized examples.
@@ -384,30 +400,40 @@ def make_dataset(features: Features, batch_size: int, training: bool, seed: int 
         seed: shuffle seed.
         extra: more per-example arrays to carry in the features dict (float32
             [num_examples, ...]), such as precomputed teacher logits.
+        epochs: training epochs in the whole run.
+        start_epoch: first epoch to produce (0-based), when resuming.
+        start_batch: batches of ``start_epoch`` already trained, when resuming.
 
     Returns:
         A tf.data.Dataset of (features dict, labels): input_ids, attention_mask and
-        token_type_ids int32 [batch, seq]; labels [batch].
+        token_type_ids int32 [batch, seq]; extra arrays [batch, ...]; labels [batch].
     """
     import tensorflow as tf
 
     ragged = {name: tf.RaggedTensor.from_row_lengths(values, features.lengths)
               for name, values in features.flat.items()}
-    columns = dict(ragged)
-    for name, values in (extra or {}).items():
-        columns[name] = tf.constant(values)
-    dataset = tf.data.Dataset.from_tensor_slices((columns, features.labels))
-    # Slices of a ragged tensor come out as (rank-0-ragged) RaggedTensors; make them dense.
-    dataset = dataset.map(lambda x, y: ({k: _dense(v) for k, v in x.items()}, y))
-    dataset = dataset.cache()
-    if training:
-        dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-        longest = int(features.lengths.max())
-        boundaries = [b for b in bucket_boundaries(max(longest, 2)) if b <= longest]
-        dataset = dataset.bucket_by_sequence_length(
+    extra = {name: tf.constant(values) for name, values in (extra or {}).items()}
+    labels = tf.constant(features.labels)
+
+    def example(index):
+        row = {name: column[index] for name, column in ragged.items()}
+        row.update({name: column[index] for name, column in extra.items()})
+        return row, labels[index]
+
+    if not training:
+        indices = tf.data.Dataset.range(len(features))
+        return indices.map(example).padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    boundaries = _training_boundaries(features.lengths)
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(len(features), dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        batches = tf.data.Dataset.from_tensor_slices(order).map(example).bucket_by_sequence_length(
             lambda x, y: tf.shape(x["input_ids"])[0],
             bucket_boundaries=boundaries,
             bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
-    else:
-        dataset = dataset.padded_batch(batch_size)
+        return batches.skip(tf.where(epoch == start_epoch, tf.cast(start_batch, tf.int64), 0))
+
+    dataset = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tf_keras
 
 from kd_keras import losses
-from kd_keras.models import BertAdapter
+from kd_keras.models import BertAdapter, seed_dropout
 from kd_keras.schedules import Stage
 
 TEACHER_LOGITS = "teacher_logits"  # optional feature: precomputed teacher logits
@@ -59,6 +59,10 @@ def make_optimizer(learning_rate: float, total_steps: int, warmup_proportion: fl
     return optimizer
 
 
+def _float32(tensor: Optional[tf.Tensor]) -> Optional[tf.Tensor]:
+    return None if tensor is None else tf.cast(tensor, tf.float32)
+
+
 def term_names(mapping: Sequence[Tuple[int, int]]) -> Tuple[List[str], List[str]]:
     """Metric names of the per-pair losses: (attention KL names, cosine names)."""
     attention = [f"att_kl_s{s}_t{t}" for s, t in mapping]
@@ -81,13 +85,15 @@ class Distiller(tf_keras.Model):
         temperature: soft-label temperature.
         attention_weight: weight of each attention KL term.
         cosine_weight: weight of each [CLS] cosine term.
+        seed: seeds the student's dropout masks, which are drawn per training step
+            (see models.seed_dropout) so that resumed runs repeat them.
     """
 
     def __init__(self, student: BertAdapter, teacher: Optional[BertAdapter],
                  mapping: Sequence[Tuple[int, int]], stages: Sequence[Stage],
                  regression: bool = False, hard_label_weight: float = 0.1,
                  temperature: float = 1.0, attention_weight: float = 1.0,
-                 cosine_weight: float = 1.0, **kwargs):
+                 cosine_weight: float = 1.0, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -125,6 +131,10 @@ class Distiller(tf_keras.Model):
         self.pair_weights = tf.Variable(tf.zeros([len(self.mapping)]), trainable=False,
                                         name="pair_weights")
         self.kd_weight = tf.Variable(0.0, trainable=False, name="kd_weight")
+        # The callbacks' bookkeeping (stage history, best dev score) as JSON, so that a
+        # checkpoint restores it together with the weights and the stage.
+        self.run_state = tf.Variable("{}", trainable=False, dtype=tf.string, name="run_state")
+        seed_dropout(student, seed, lambda: self.optimizer.iterations)
         self.active_stage = 0
         self._apply_stage_weights(0)
 
@@ -238,12 +248,14 @@ class Distiller(tf_keras.Model):
         batch = tf.shape(x["input_ids"])[0]
         total = tf.zeros([batch], tf.float32)
         terms: Dict[str, tf.Tensor] = {}
-        logits = student_out.logits
+        # Under a mixed precision policy the models compute in float16/bfloat16; every
+        # loss is taken in float32.
+        logits = _float32(student_out.logits)
         if stage.hard_only:
             terms["hard"] = self._hard(y, logits)
             total += self.kd_weight * terms["hard"]
         elif stage.kd:
-            teacher_logits = x[TEACHER_LOGITS] if cached else teacher_out.logits
+            teacher_logits = x[TEACHER_LOGITS] if cached else _float32(teacher_out.logits)
             if self.regression:
                 terms["soft"] = losses.regression_mse(teacher_logits, logits, reduction="none")
             else:
@@ -253,14 +265,14 @@ class Distiller(tf_keras.Model):
             total += self.kd_weight * (terms["soft"] + self.hard_label_weight * terms["hard"])
         for p in stage.pairs:
             s, t = self.mapping[p]
-            attention = losses.attention_kl(teacher_out.attentions[t - 1],
-                                            student_out.attentions[s - 1],
+            attention = losses.attention_kl(_float32(teacher_out.attentions[t - 1]),
+                                            _float32(student_out.attentions[s - 1]),
                                             x["attention_mask"], reduction="none")
             student_cls = student_out.hidden_states[s][:, 0]
             if self.projections:
                 student_cls = self.projections[p](student_cls)
-            cosine = losses.cls_cosine_loss(teacher_out.hidden_states[t][:, 0], student_cls,
-                                            reduction="none")
+            cosine = losses.cls_cosine_loss(_float32(teacher_out.hidden_states[t][:, 0]),
+                                            _float32(student_cls), reduction="none")
             terms[self.attention_names[p]] = attention
             terms[self.cosine_names[p]] = cosine
             total += self.pair_weights[p] * (self.attention_weight * attention
@@ -290,7 +302,12 @@ class Distiller(tf_keras.Model):
             total, terms, logits = self.compute_terms(x, y, self.stage, training=True)
             # Scaled for the global batch: N replicas make the same update as one.
             loss = tf.nn.compute_average_loss(total)
+            scaled = isinstance(self.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+            if scaled:  # float16: scale the loss up so small gradients do not vanish
+                loss = self.optimizer.get_scaled_loss(loss)
         gradients = tape.gradient(loss, variables)
+        if scaled:
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
         updates = [(g, v) for g, v in zip(gradients, variables) if g is not None]
         self.optimizer.apply_gradients(updates)
         results = self._update_metrics(total, terms, y, logits)

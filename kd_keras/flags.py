@@ -41,6 +41,10 @@ def define_flags() -> None:
     flags.DEFINE_integer("tiny_layers", _M.tiny_layers, "Layers of the tiny teacher.")
     flags.DEFINE_integer("tiny_hidden_size", _M.tiny_hidden_size, "Width of the tiny teacher.")
     flags.DEFINE_integer("tiny_heads", _M.tiny_heads, "Heads of the tiny teacher.")
+    flags.DEFINE_string("student", None, "A pretrained student instead of one cut from the "
+                        "teacher: minilm, a local Hugging Face folder or a hub name. It must "
+                        "use the teacher's vocabulary; --student_layers and --student_init "
+                        "are then ignored.")
     flags.DEFINE_integer("student_layers", _M.student_layers, "Student depth.")
     flags.DEFINE_integer("student_hidden_size", None, "Student width (teacher's when unset; "
                          "another width needs --student_init=random).")
@@ -85,6 +89,11 @@ def define_flags() -> None:
                          "Also back up every N steps (0: at epoch ends only).")
     flags.DEFINE_integer("early_stopping_patience", _T.early_stopping_patience,
                          "Stop after N classifier epochs without dev gain (0: off).")
+    flags.DEFINE_enum("mixed_precision", _T.mixed_precision, list(config.PRECISIONS),
+                      "Keras mixed precision policy: mixed_float16 for GPUs (loss scaling "
+                      "is automatic), mixed_bfloat16 for TPUs and recent CPUs/GPUs.")
+    flags.DEFINE_bool("xla", _T.xla, "Compile the train step with XLA (jit_compile); "
+                      "pays off on GPUs and TPUs.")
     # Predict
     flags.DEFINE_string("predict_file", None, "predict mode: TSV in the task's dev format.")
     flags.DEFINE_string("output_file", None, "predict mode: where predictions go.")

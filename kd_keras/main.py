@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 import time
 
@@ -59,7 +60,8 @@ def config_from_flags() -> config_lib.RunConfig:
         model=config_lib.ModelConfig(
             teacher=_teacher(), teacher_finetuned=FLAGS.teacher_finetuned,
             tiny_layers=FLAGS.tiny_layers, tiny_hidden_size=FLAGS.tiny_hidden_size,
-            tiny_heads=FLAGS.tiny_heads, student_layers=FLAGS.student_layers,
+            tiny_heads=FLAGS.tiny_heads, student=FLAGS.student,
+            student_layers=FLAGS.student_layers,
             student_hidden_size=FLAGS.student_hidden_size, student_init=FLAGS.student_init,
             layer_map=layer_map),
         distill=config_lib.DistillConfig(
@@ -75,7 +77,8 @@ def config_from_flags() -> config_lib.RunConfig:
             weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
             distribution_strategy=FLAGS.distribution_strategy, num_gpus=FLAGS.num_gpus,
             tpu=FLAGS.tpu, checkpoint_steps=FLAGS.checkpoint_steps,
-            early_stopping_patience=FLAGS.early_stopping_patience))
+            early_stopping_patience=FLAGS.early_stopping_patience,
+            mixed_precision=FLAGS.mixed_precision, xla=FLAGS.xla))
     return config_lib.validate(run)
 
 
@@ -86,7 +89,9 @@ def run(config: config_lib.RunConfig) -> int:
     from kd_keras import pipeline
 
     tf_keras.utils.set_random_seed(config.train.seed)
-    config_lib.save(config, config.train.model_dir)
+    if config.train.mixed_precision != "none":
+        # Before any model is built: layers take the global policy when created.
+        tf_keras.mixed_precision.set_global_policy(config.train.mixed_precision)
     strategy = pipeline.strategy_for(config)
     tokenizer = pipeline.load_tokenizer(config)
     mode = config.mode
@@ -99,6 +104,7 @@ def run(config: config_lib.RunConfig) -> int:
         return _predict(config, pipeline, tokenizer)
     started = time.time()
     task = pipeline.load_task_data(config, tokenizer)
+    config_lib.save(config, config.train.model_dir)
     if mode == "train_teacher":
         pipeline.train_teacher(config, task, strategy)
         return 0
@@ -172,12 +178,18 @@ def main(argv) -> None:
     from kd_keras.data import DataError
     from kd_keras.export import ExportError
     from kd_keras.models import ModelError
+    from kd_keras.pipeline import TrainingDiverged
 
     logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the progress output
+    model_dir_existed = os.path.exists(FLAGS.model_dir)
     try:
         config = config_from_flags()
         code = run(config)
-    except (DataError, ModelError, ExportError, ValueError) as error:
+    except (DataError, ModelError, ExportError, TrainingDiverged, ValueError) as error:
+        if not model_dir_existed:
+            # This run made the folder and failed: leave nothing behind.  Folders that
+            # already existed keep what earlier runs wrote.
+            shutil.rmtree(FLAGS.model_dir, ignore_errors=True)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code)

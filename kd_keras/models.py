@@ -139,6 +139,50 @@ class BertAdapter:
 # --------------------------------------------------------------------------- building
 
 
+class _StepSeededDropout:
+    """Stands in for a Dropout layer's random generator: masks depend on (seed, step) only.
+
+    Keras' default dropout draws from a stateful generator whose state is not in any
+    checkpoint, so a resumed run would see other masks than an uninterrupted one.  With
+    stateless dropout seeded by the optimizer step, both see the same masks.
+    """
+
+    _rng_type = "stateless"
+
+    def __init__(self, layer_seed: int, step_fn):
+        self.layer_seed = layer_seed
+        self.step_fn = step_fn
+
+    def _maybe_init(self):
+        pass
+
+    def dropout(self, inputs, rate, noise_shape=None):
+        seed = tf.stack([tf.constant(self.layer_seed, tf.int64),
+                         tf.cast(self.step_fn(), tf.int64)])
+        return tf.nn.experimental.stateless_dropout(inputs, rate=rate, seed=seed,
+                                                    noise_shape=noise_shape)
+
+
+def seed_dropout(adapter: BertAdapter, seed: int, step_fn) -> int:
+    """Makes every dropout mask of the model a function of (seed, layer, training step).
+
+    Args:
+        adapter: the model to change in place.
+        seed: run seed.
+        step_fn: returns the current training step (int scalar tensor), e.g. the
+            optimizer's iteration counter, which checkpoints restore.
+
+    Returns:
+        How many dropout layers were changed.
+    """
+    layers = [m for m in adapter.model.submodules if isinstance(m, tf_keras.layers.Dropout)]
+    for index, layer in enumerate(layers):
+        # object.__setattr__: Keras would otherwise track the generator as a dependency.
+        object.__setattr__(layer, "_random_generator",
+                           _StepSeededDropout(seed * 10007 + index, step_fn))
+    return len(layers)
+
+
 def bert_config(vocab_size: int, num_labels: int, num_layers: int = 2, hidden_size: int = 48,
                 num_heads: int = 3, intermediate_size: Optional[int] = None,
                 max_position_embeddings: int = 128, dropout: float = 0.1):
@@ -418,6 +462,43 @@ def derive_student(teacher: BertAdapter, num_layers: int, mapping: Sequence[Tupl
     student = build_model(config, seed=seed)
     if init == "teacher":
         copy_teacher_weights(teacher, student, mapping)
+    return student
+
+
+def check_vocabulary(teacher_tokenizer, student_tokenizer, teacher: BertAdapter,
+                     student: BertAdapter) -> None:
+    """Teacher and student must read the same token ids.
+
+    Raises:
+        ModelError: the vocabularies or embedding tables differ.
+    """
+    teacher_vocab, student_vocab = vocab_tokens(teacher_tokenizer), vocab_tokens(student_tokenizer)
+    if teacher_vocab != student_vocab:
+        differ = sum(a != b for a, b in zip(teacher_vocab, student_vocab))
+        differ += abs(len(teacher_vocab) - len(student_vocab))
+        raise ModelError(
+            f"The student's vocabulary ({len(student_vocab)} tokens) differs from the "
+            f"teacher's ({len(teacher_vocab)} tokens, {differ} ids differ), so they would read "
+            "different tokens from the same ids. Use a student pretrained with the teacher's "
+            "vocabulary, or leave --student unset to cut one from the teacher.")
+    if student.vocab_size != teacher.vocab_size:
+        raise ModelError(
+            f"The student's embedding table has {student.vocab_size} rows, the teacher's "
+            f"{teacher.vocab_size}; use a student with the teacher's vocabulary.")
+
+
+def load_student(name: str, teacher: BertAdapter, teacher_tokenizer,
+                 cache_dir: str) -> BertAdapter:
+    """A pretrained student, checked against the teacher, with attention dropout off.
+
+    Raises:
+        ModelError: it cannot be loaded, or it does not share the teacher's vocabulary.
+    """
+    student = load_pretrained(name, teacher.num_labels, cache_dir)
+    check_vocabulary(teacher_tokenizer, load_tokenizer(name, cache_dir), teacher, student)
+    for layer in student.model.bert.encoder.layer:
+        # The compared attention maps must be probabilities (see derive_student).
+        layer.attention.self_attention.dropout.rate = 0.0
     return student
 
 

@@ -97,32 +97,53 @@ def load_task_data(config: RunConfig, tokenizer) -> TaskData:
 # --------------------------------------------------------------------------- teacher
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says what to change."""
+
+
 def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning_rate: float,
-         run_name: str, extra_callbacks: List, strategy) -> Dict:
-    """Compiles and fits a Distiller over its whole schedule, with backups and TensorBoard."""
+         run_name: str, extra_callbacks: List, strategy,
+         extra_features: Optional[Dict[str, np.ndarray]] = None) -> Dict:
+    """Compiles and fits a Distiller over its whole schedule, with backups and TensorBoard.
+
+    A backup in model_dir/backup/<run_name> from an interrupted run is resumed: weights,
+    optimizer, stage, callback bookkeeping and the input position all continue.
+    """
     cfg = config.data
-    train_ds = data.make_dataset(task.train, cfg.batch_size, training=True, seed=config.train.seed)
-    dev_ds = data.make_dataset(task.dev, cfg.eval_batch_size, training=False)
     epochs = schedules.max_epochs(model.stages)
-    steps_per_epoch = -(-len(task.train) // cfg.batch_size)
+    steps_per_epoch = data.batches_per_epoch(task.train.lengths, cfg.batch_size)
     with strategy.scope():
         model.compile(optimizer=distiller.make_optimizer(
             learning_rate, epochs * steps_per_epoch, config.train.warmup_proportion,
-            config.train.weight_decay))
+            config.train.weight_decay), jit_compile=config.train.xla)
         model.build_optimizer()
-    controller = callbacks.StageController(config.distill.cos_threshold)
     backup_dir = _path(config, "backup", run_name)
-    backup = tf_keras.callbacks.BackupAndRestore(
-        backup_dir,
-        save_freq=config.train.checkpoint_steps or "epoch", delete_checkpoint=True)
+    start_epoch, start_batch = callbacks.backup_position(backup_dir, steps_per_epoch)
+    if (start_epoch, start_batch) != (0, 0):
+        print(f"Resuming {run_name} from its backup at epoch {start_epoch + 1}, "
+              f"batch {start_batch + 1}.")
+    train_ds = data.make_dataset(task.train, cfg.batch_size, training=True,
+                                 seed=config.train.seed, extra=extra_features, epochs=epochs,
+                                 start_epoch=start_epoch, start_batch=start_batch)
+    dev_ds = data.make_dataset(task.dev, cfg.eval_batch_size, training=False)
+    backup = callbacks.TrainingBackup(backup_dir, steps_per_epoch, config.train.checkpoint_steps)
+    controller = callbacks.StageController(config.distill.cos_threshold)
+    nan_guard = callbacks.StopOnNaN()
     tensorboard = tf_keras.callbacks.TensorBoard(_path(config, "logs", run_name),
                                                  update_freq="epoch", profile_batch=0)
-    # Order matters: the backup restores the stage variables before the controller reads
-    # them, and the controller advances the stage before the backup saves an epoch.
-    callback_list = [backup, controller] + extra_callbacks + [tensorboard]
-    history = model.fit(train_ds, epochs=epochs, validation_data=dev_ds,
-                        callbacks=callback_list, verbose=_verbose())
+    # Order matters: the backup restores the stage and bookkeeping before the others read
+    # them, and its epoch-end save comes last, after they have updated them.
+    callback_list = ([backup, nan_guard, controller] + extra_callbacks
+                     + [tensorboard, backup.closing_callback()])
+    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                        validation_data=dev_ds, callbacks=callback_list, verbose=_verbose())
     shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
+    if nan_guard.failed_at is not None:
+        epoch, batch = nan_guard.failed_at
+        raise TrainingDiverged(
+            f"the {run_name} loss became NaN or infinite at epoch {epoch}, batch {batch}; "
+            f"lower the learning rate (now {learning_rate:g}) or the loss weights, and "
+            "run again.")
     return {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
             "stages": controller.history}
 
@@ -157,21 +178,27 @@ def train_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAda
         teacher = load_teacher(config, task.spec)
         stages = schedules.build_schedule("finetune", 1, config.train.teacher_epochs, 1)
         model = distiller.Distiller(teacher, None, [], stages,
-                                    regression=task.spec.is_regression)
+                                    regression=task.spec.is_regression, seed=config.train.seed)
     print(f"Fine-tuning the teacher ({teacher.num_layers} layers, "
           f"{teacher.count_params():,} parameters) for {config.train.teacher_epochs} epochs.")
     best_dir = _path(config, "teacher")
 
     def save_best(record):
         models.save_model(teacher, task.tokenizer, best_dir)
-        with open(os.path.join(best_dir, "kd_keras_task.json"), "w", encoding="utf-8") as f:
-            json.dump({"task": task.spec.name, "dev": record}, f)
 
     dev_ds = data.make_dataset(task.dev, config.data.eval_batch_size, training=False)
     evaluator = callbacks.DevEvaluator(dev_ds, task.dev.labels, task.spec.metrics,
                                        task.spec.is_regression, save_best)
-    _fit(config, model, task, config.train.teacher_learning_rate, "teacher", [evaluator],
-         strategy)
+    try:
+        _fit(config, model, task, config.train.teacher_learning_rate, "teacher",
+             [evaluator], strategy)
+    except TrainingDiverged:
+        shutil.rmtree(best_dir, ignore_errors=True)
+        raise
+    # The marker goes last: only a finished fine-tuning counts as a fine-tuned teacher
+    # (an interrupted one resumes from its backup instead).
+    with open(os.path.join(best_dir, "kd_keras_task.json"), "w", encoding="utf-8") as f:
+        json.dump({"task": task.spec.name, "dev": evaluator.best}, f)
     with strategy.scope():
         return models.load_pretrained(best_dir, task.spec.num_labels, _path(config, "cache"))
 
@@ -187,9 +214,14 @@ def ensure_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAd
 # --------------------------------------------------------------------------- distil
 
 
-def build_student(config: RunConfig, teacher: models.BertAdapter):
-    """Derives the student and the layer mapping from the teacher."""
+def build_student(config: RunConfig, teacher: models.BertAdapter, tokenizer):
+    """The student (cut from the teacher, or --student checked against it) and the
+    layer mapping [(student_layer, teacher_layer)]."""
     m = config.model
+    if m.student:
+        student = models.load_student(m.student, teacher, tokenizer, _path(config, "cache"))
+        return student, models.layer_mapping(teacher.num_layers, student.num_layers,
+                                             m.layer_map)
     mapping = models.layer_mapping(teacher.num_layers, m.student_layers, m.layer_map)
     student = models.derive_student(teacher, m.student_layers, mapping,
                                     hidden_size=m.student_hidden_size, init=m.student_init,
@@ -202,14 +234,14 @@ def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
     """Distils the teacher into a new student; saves the best one to model_dir/student."""
     d = config.distill
     with strategy.scope():
-        student, mapping = build_student(config, teacher)
+        student, mapping = build_student(config, teacher, task.tokenizer)
         stages = schedules.build_schedule(d.schedule, len(mapping), d.epochs,
                                           d.epochs_per_stage, d.kd_every_stage)
         model = distiller.Distiller(
             student, None if d.schedule == "finetune" else teacher, mapping, stages,
             regression=task.spec.is_regression, hard_label_weight=d.hard_label_weight,
             temperature=d.temperature, attention_weight=d.attention_weight,
-            cosine_weight=d.cosine_weight)
+            cosine_weight=d.cosine_weight, seed=config.train.seed)
     print(f"Distilling {teacher.num_layers} -> {student.num_layers} layers with schedule "
           f"'{d.schedule}', layer pairs (student, teacher): {mapping}.")
     student_dir = _path(config, "student")
@@ -230,8 +262,12 @@ def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
     if d.schedule != "finetune":
         extras.append(callbacks.TensorBoardExtras(_path(config, "logs", "distill"), hparams,
                                                   example))
-    fit_info = _fit(config, model, task, config.train.learning_rate, "distill", extras,
-                    strategy)
+    try:
+        fit_info = _fit(config, model, task, config.train.learning_rate, "distill", extras,
+                        strategy)
+    except TrainingDiverged:
+        shutil.rmtree(student_dir, ignore_errors=True)
+        raise
     fit_info["best_epoch"] = evaluator.best
     fit_info["dev_history"] = evaluator.history
     with strategy.scope():

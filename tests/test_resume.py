@@ -1,0 +1,90 @@
+"""A run killed with SIGKILL mid-stage and rerun equals an uninterrupted run."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import tensorflow as tf
+
+from test_end_to_end import REPO, run_cli
+
+RUN = ["--task=synthetic", "--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48",
+       "--tiny_heads=3", "--teacher_epochs=3", "--student_layers=2", "--epochs=1",
+       "--epochs_per_stage=2", "--synthetic_size=512", "--max_seq_length=32",
+       "--batch_size=16", "--checkpoint_steps=3", "--schedule=sid", "--mode=distill"]
+
+
+def student_weights(model_dir):
+    with h5py.File(os.path.join(model_dir, "student", "tf_model.h5"), "r") as handle:
+        arrays = {}
+        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                          if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def read_backup(model_dir, name):
+    """A variable of the latest backup whose key contains ``name``, or None."""
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "backup", "distill", "chief"))
+    if latest is None:
+        return None
+    try:
+        reader = tf.train.load_checkpoint(latest)
+    except (tf.errors.NotFoundError, tf.errors.DataLossError):  # replaced while reading
+        return None
+    key = next(k for k in reader.get_variable_to_shape_map() if name in k)
+    return int(reader.get_tensor(key))
+
+
+def kill_mid_epoch(model_dir, epoch, batch):
+    """Starts the run; SIGKILLs it once a backup inside (epoch, >= batch) exists (0-based)."""
+    process = subprocess.Popen([sys.executable, "-m", "kd_keras.main", *RUN,
+                                f"--model_dir={model_dir}"], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if (read_backup(model_dir, "ckpt_saved_epoch") == epoch
+                and (read_backup(model_dir, "ckpt_saved_batch") or 0) >= batch):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    seen = process.communicate(timeout=60)[0]
+    assert process.returncode == -signal.SIGKILL, seen
+    return seen
+
+
+def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path):
+    teacher_dir = str(tmp_path / "teacher_run")
+    run_cli(*RUN[:-2], "--mode=train_teacher", f"--model_dir={teacher_dir}")
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    for folder in (straight, resumed):
+        shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(folder, "teacher"))
+
+    run_cli(*RUN, f"--model_dir={straight}")
+    # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
+    output = kill_mid_epoch(resumed, epoch=2, batch=5)
+    assert "Stage 2/3: sid 2/3" in output and "Stage 2/3 ends" not in output
+    assert read_backup(resumed, "stage_index") == 1  # the backup left is inside stage 2
+    second = run_cli(*RUN, f"--model_dir={resumed}")
+    line = next(l for l in second.stdout.splitlines() if l.startswith("Resuming distill"))
+    assert line.startswith("Resuming distill from its backup at epoch 3, batch ")
+    assert int(line.rsplit(" ", 1)[1].rstrip(".")) > 5  # mid-epoch, not at its start
+    assert not os.path.exists(os.path.join(resumed, "backup", "distill"))
+
+    with open(os.path.join(straight, "results.json")) as a, \
+            open(os.path.join(resumed, "results.json")) as b:
+        expected, got = json.load(a), json.load(b)
+    assert got["stages"] == expected["stages"]
+    assert [s["stage"] for s in got["stages"]] == [1, 2, 3]
+    assert got["dev_history"] == expected["dev_history"]
+    assert got["student"]["dev"] == expected["student"]["dev"]
+    want, have = student_weights(straight), student_weights(resumed)
+    assert want.keys() == have.keys()
+    for name in want:
+        np.testing.assert_allclose(have[name], want[name], atol=1e-6, err_msg=name)
