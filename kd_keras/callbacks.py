@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
@@ -16,15 +15,15 @@ from kd_keras import metrics as glue_metrics
 
 
 def load_run_state(model, key: str, default):
-    """Reads one callback's saved bookkeeping from the Distiller's run_state variable."""
-    return json.loads(model.run_state.numpy().decode("utf-8")).get(key, default)
+    """Reads one callback's saved bookkeeping from the Distiller's run state."""
+    return model.get_run_state().get(key, default)
 
 
 def store_run_state(model, key: str, value) -> None:
-    """Writes one callback's bookkeeping into run_state, which checkpoints carry."""
-    state = json.loads(model.run_state.numpy().decode("utf-8"))
+    """Writes one callback's bookkeeping into the run state, which checkpoints carry."""
+    state = model.get_run_state()
     state[key] = value
-    model.run_state.assign(json.dumps(state))
+    model.set_run_state(state)
 
 
 def backup_position(backup_dir: str, steps_per_epoch: int) -> Tuple[int, int]:

@@ -64,6 +64,7 @@ class DistillConfig:
     epochs_per_stage: int = 2
     cos_threshold: float = 0.0
     kd_every_stage: bool = False
+    cache_teacher_logits: bool = True
     hard_label_weight: float = 0.1
     temperature: float = 1.0
     attention_weight: float = 1.0

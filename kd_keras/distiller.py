@@ -14,14 +14,16 @@ loss uses them (callbacks.StageController rebuilds the step when the stage chang
 
 from __future__ import annotations
 
+import json
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import kd_keras  # noqa: F401
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
 from kd_keras import losses
-from kd_keras.models import BertAdapter, seed_dropout
+from kd_keras.models import BertAdapter, dropout_seeded_by, seed_dropout
 from kd_keras.schedules import Stage
 
 TEACHER_LOGITS = "teacher_logits"  # optional feature: precomputed teacher logits
@@ -57,6 +59,9 @@ def make_optimizer(learning_rate: float, total_steps: int, warmup_proportion: fl
                                           epsilon=1e-6, clipnorm=1.0)
     optimizer.exclude_from_weight_decay(var_names=["LayerNorm", "bias"])
     return optimizer
+
+
+RUN_STATE_BYTES = 1 << 16
 
 
 def _float32(tensor: Optional[tf.Tensor]) -> Optional[tf.Tensor]:
@@ -131,10 +136,12 @@ class Distiller(tf_keras.Model):
         self.pair_weights = tf.Variable(tf.zeros([len(self.mapping)]), trainable=False,
                                         name="pair_weights")
         self.kd_weight = tf.Variable(0.0, trainable=False, name="kd_weight")
-        # The callbacks' bookkeeping (stage history, best dev score) as JSON, so that a
-        # checkpoint restores it together with the weights and the stage.
-        self.run_state = tf.Variable("{}", trainable=False, dtype=tf.string, name="run_state")
-        seed_dropout(student, seed, lambda: self.optimizer.iterations)
+        # The callbacks' bookkeeping (stage history, best dev score) as JSON bytes, so a
+        # checkpoint restores it with the weights and the stage.  Numeric, not a string
+        # variable: multi-worker strategies cannot broadcast strings.
+        self.run_state = tf.Variable(tf.zeros([RUN_STATE_BYTES], tf.int32), trainable=False,
+                                     name="run_state")
+        seed_dropout(student, seed)
         self.active_stage = 0
         self._apply_stage_weights(0)
 
@@ -143,10 +150,28 @@ class Distiller(tf_keras.Model):
         self.trackers = {name: tf_keras.metrics.Mean(name=name) for name in names}
         self.accuracy_tracker = (None if regression else
                                  tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+        # train_step returns metric results that are already global; Keras' default
+        # ("sum" over workers) would multiply them by the worker count.
+        self.distribute_reduction_method = "first"
         # Every sub-model is built already; BackupAndRestore only restores built models.
         self.built = True
 
     # ------------------------------------------------------------------ stage state
+
+    def get_run_state(self) -> Dict:
+        """The bookkeeping dict last stored with set_run_state ({} at first)."""
+        raw = self.run_state.numpy()
+        end = int(np.argmin(raw)) if (raw == 0).any() else len(raw)
+        return json.loads(raw[:end].astype(np.uint8).tobytes().decode("utf-8") or "{}")
+
+    def set_run_state(self, state: Dict) -> None:
+        """Stores a JSON-able dict in the checkpointed run_state variable."""
+        encoded = np.frombuffer(json.dumps(state).encode("utf-8"), np.uint8)
+        if len(encoded) > RUN_STATE_BYTES:
+            raise ValueError(f"Run bookkeeping outgrew {RUN_STATE_BYTES} bytes.")
+        padded = np.zeros([RUN_STATE_BYTES], np.int32)
+        padded[: len(encoded)] = encoded
+        self.run_state.assign(padded)
 
     @property
     def stage(self) -> Stage:
@@ -298,7 +323,8 @@ class Distiller(tf_keras.Model):
     def train_step(self, data):
         x, y = data
         variables = self.trainable_student_variables
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, dropout_seeded_by(self.student,
+                                                          self.optimizer.iterations):
             total, terms, logits = self.compute_terms(x, y, self.stage, training=True)
             # Scaled for the global batch: N replicas make the same update as one.
             loss = tf.nn.compute_average_loss(total)

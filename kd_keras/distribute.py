@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import kd_keras  # noqa: F401
@@ -27,6 +28,12 @@ def get_strategy(name: str = "default", num_gpus: int = 0,
     if name not in STRATEGIES:
         raise ValueError(f"Unknown distribution strategy '{name}'. Choose one of: "
                          f"{', '.join(STRATEGIES)}.")
+    if name == "multi_worker_mirrored":
+        # First, before anything lists devices: collectives are set up at context start.
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--distribution_strategy=multi_worker_mirrored needs $TF_CONFIG "
+                             "naming the cluster and this worker's task (see README).")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus > len(gpus):
         raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible.")
@@ -40,9 +47,20 @@ def get_strategy(name: str = "default", num_gpus: int = 0,
         else:
             devices = [c.name for c in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def worker_folder(model_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where this process writes: model_dir on the chief (or alone), a subfolder elsewhere.
+
+    Every worker of a multi-worker run executes the whole program; only the chief's
+    outputs are kept, the others write to model_dir/workers/<index> (same layout).
+    """
+    extended = strategy.extended
+    if not extended._in_multi_worker_mode() or extended.should_checkpoint:
+        return model_dir
+    resolver = strategy.cluster_resolver
+    return os.path.join(model_dir, "workers", f"{resolver.task_type}_{resolver.task_id}")

@@ -63,6 +63,9 @@ def define_flags() -> None:
                        "its mean [CLS] cosine loss falls below this (0: never).")
     flags.DEFINE_bool("kd_every_stage", _K.kd_every_stage,
                       "Add the soft-label loss to every pid / sid stage.")
+    flags.DEFINE_bool("cache_teacher_logits", _K.cache_teacher_logits,
+                      "Run the frozen teacher over the training set once and reuse its "
+                      "logits, so stages that need only them (kd, classifier) run no teacher.")
     flags.DEFINE_float("hard_label_weight", _K.hard_label_weight,
                        "lambda: KD loss = soft + lambda * hard.")
     flags.DEFINE_float("temperature", _K.temperature, "Soft-label temperature.")

@@ -67,7 +67,8 @@ def config_from_flags() -> config_lib.RunConfig:
         distill=config_lib.DistillConfig(
             schedule=FLAGS.schedule, epochs=_flag("epochs"),
             epochs_per_stage=FLAGS.epochs_per_stage, cos_threshold=FLAGS.cos_threshold,
-            kd_every_stage=FLAGS.kd_every_stage, hard_label_weight=FLAGS.hard_label_weight,
+            kd_every_stage=FLAGS.kd_every_stage,
+            cache_teacher_logits=FLAGS.cache_teacher_logits, hard_label_weight=FLAGS.hard_label_weight,
             temperature=FLAGS.temperature, attention_weight=FLAGS.attention_weight,
             cosine_weight=FLAGS.cosine_weight),
         train=config_lib.TrainConfig(
@@ -87,12 +88,15 @@ def run(config: config_lib.RunConfig) -> int:
     import tf_keras
 
     from kd_keras import pipeline
+    from kd_keras.distribute import worker_folder
 
+    strategy = pipeline.strategy_for(config)  # first: multi-worker needs a fresh context
     tf_keras.utils.set_random_seed(config.train.seed)
     if config.train.mixed_precision != "none":
         # Before any model is built: layers take the global policy when created.
         tf_keras.mixed_precision.set_global_policy(config.train.mixed_precision)
-    strategy = pipeline.strategy_for(config)
+    config = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, model_dir=worker_folder(config.train.model_dir, strategy)))
     tokenizer = pipeline.load_tokenizer(config)
     mode = config.mode
     if mode == "export":

@@ -8,6 +8,7 @@ added by writing an adapter with the same interface.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -139,48 +140,85 @@ class BertAdapter:
 # --------------------------------------------------------------------------- building
 
 
-class _StepSeededDropout:
-    """Stands in for a Dropout layer's random generator: masks depend on (seed, step) only.
+class _StepHolder:
+    """The training step tensor while inside dropout_seeded_by, else None."""
 
-    Keras' default dropout draws from a stateful generator whose state is not in any
-    checkpoint, so a resumed run would see other masks than an uninterrupted one.  With
-    stateless dropout seeded by the optimizer step, both see the same masks.
+    step = None
+
+
+class _StepSeededDropout(tf.__internal__.tracking.AutoTrackable):
+    """Stands in for a Dropout layer's random generator.
+
+    Inside ``dropout_seeded_by(adapter, step)`` masks are stateless, a function of
+    (seed, layer, step); elsewhere the layer's own generator is used.  Keras' default
+    dropout draws from a stateful generator whose state no checkpoint holds, so a resumed
+    run would see other masks than an uninterrupted one.
     """
 
     _rng_type = "stateless"
 
-    def __init__(self, layer_seed: int, step_fn):
+    def __init__(self, original, layer_seed: int):
+        super().__init__()
+        self.original = original
         self.layer_seed = layer_seed
-        self.step_fn = step_fn
+        self.current = _StepHolder()  # not a list: AutoTrackable would track a list
 
     def _maybe_init(self):
-        pass
+        self.original._maybe_init()
 
     def dropout(self, inputs, rate, noise_shape=None):
+        if self.current.step is None:
+            return self.original.dropout(inputs, rate, noise_shape=noise_shape)
         seed = tf.stack([tf.constant(self.layer_seed, tf.int64),
-                         tf.cast(self.step_fn(), tf.int64)])
+                         tf.cast(self.current.step, tf.int64)])
         return tf.nn.experimental.stateless_dropout(inputs, rate=rate, seed=seed,
                                                     noise_shape=noise_shape)
 
 
-def seed_dropout(adapter: BertAdapter, seed: int, step_fn) -> int:
-    """Makes every dropout mask of the model a function of (seed, layer, training step).
+def _dropout_layers(adapter: BertAdapter) -> List:
+    return [m for m in adapter.model.submodules if isinstance(m, tf_keras.layers.Dropout)]
+
+
+def seed_dropout(adapter: BertAdapter, seed: int) -> int:
+    """Lets dropout_seeded_by make the model's dropout masks a function of the step.
 
     Args:
-        adapter: the model to change in place.
+        adapter: the model to change in place (idempotent).
         seed: run seed.
-        step_fn: returns the current training step (int scalar tensor), e.g. the
-            optimizer's iteration counter, which checkpoints restore.
 
     Returns:
-        How many dropout layers were changed.
+        How many dropout layers there are.
     """
-    layers = [m for m in adapter.model.submodules if isinstance(m, tf_keras.layers.Dropout)]
+    layers = _dropout_layers(adapter)
     for index, layer in enumerate(layers):
-        # object.__setattr__: Keras would otherwise track the generator as a dependency.
-        object.__setattr__(layer, "_random_generator",
-                           _StepSeededDropout(seed * 10007 + index, step_fn))
+        generator = layer._random_generator
+        if isinstance(generator, _StepSeededDropout):
+            generator.layer_seed = seed * 10007 + index
+        else:
+            # object.__setattr__: Keras would otherwise track it as a new dependency.
+            object.__setattr__(layer, "_random_generator",
+                               _StepSeededDropout(generator, seed * 10007 + index))
     return len(layers)
+
+
+@contextlib.contextmanager
+def dropout_seeded_by(adapter: BertAdapter, step: tf.Tensor):
+    """Within the block, the model's dropout masks depend on (seed, layer, step) only.
+
+    Args:
+        adapter: a model passed to seed_dropout.
+        step: int scalar tensor, e.g. the optimizer's iteration count (which checkpoints
+            restore, so a resumed run repeats the masks).
+    """
+    generators = [layer._random_generator for layer in _dropout_layers(adapter)
+                  if isinstance(layer._random_generator, _StepSeededDropout)]
+    for generator in generators:
+        generator.current.step = step
+    try:
+        yield
+    finally:
+        for generator in generators:
+            generator.current.step = None
 
 
 def bert_config(vocab_size: int, num_labels: int, num_layers: int = 2, hidden_size: int = 48,

@@ -138,12 +138,14 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         validation_data=dev_ds, callbacks=callback_list, verbose=_verbose())
     shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
+    if os.path.isdir(_path(config, "backup")) and not os.listdir(_path(config, "backup")):
+        os.rmdir(_path(config, "backup"))
     if nan_guard.failed_at is not None:
         epoch, batch = nan_guard.failed_at
         raise TrainingDiverged(
             f"the {run_name} loss became NaN or infinite at epoch {epoch}, batch {batch}; "
-            f"lower the learning rate (now {learning_rate:g}) or the loss weights, and "
-            "run again.")
+            f"lower --{'teacher_' if run_name == 'teacher' else ''}learning_rate (now "
+            f"{learning_rate:g}) or the loss weights, and run again.")
     return {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
             "stages": controller.history}
 
@@ -262,9 +264,17 @@ def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
     if d.schedule != "finetune":
         extras.append(callbacks.TensorBoardExtras(_path(config, "logs", "distill"), hparams,
                                                   example))
+    extra_features = None
+    if model.teacher is not None and d.cache_teacher_logits and any(s.kd for s in stages):
+        started = time.perf_counter()
+        logits, _ = predict_logits(teacher, task.train, config.data.eval_batch_size,
+                                   timed=False)
+        extra_features = {distiller.TEACHER_LOGITS: logits}
+        print(f"Cached the teacher's logits on {len(logits)} training examples in "
+              f"{time.perf_counter() - started:.1f} s.")
     try:
         fit_info = _fit(config, model, task, config.train.learning_rate, "distill", extras,
-                        strategy)
+                        strategy, extra_features)
     except TrainingDiverged:
         shutil.rmtree(student_dir, ignore_errors=True)
         raise
@@ -279,14 +289,18 @@ def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
 
 
 def predict_logits(adapter: models.BertAdapter, features: data.Features,
-                   batch_size: int) -> Tuple[np.ndarray, float]:
-    """Logits [n, labels] in example order, and examples per second.
+                   batch_size: int, timed: bool = True) -> Tuple[np.ndarray, float]:
+    """Logits float32 [n, labels] in example order, and examples per second.
 
-    The dev set is run twice: the first pass traces and warms up, the second is timed.
+    With ``timed`` the data is run twice: the first pass traces and warms up, the second
+    is timed.  Without, it is run once and the speed is NaN.
     """
     dataset = data.make_dataset(features, batch_size, training=False)
     spec = {name: tf.TensorSpec([None, None], tf.int32) for name in data.FEATURE_NAMES}
-    forward = tf.function(lambda x: adapter.logits(x, training=False), input_signature=[spec])
+    forward = tf.function(lambda x: tf.cast(adapter.logits(x, training=False), tf.float32),
+                          input_signature=[spec])
+    if not timed:
+        return np.concatenate([forward(x).numpy() for x, _ in dataset]), float("nan")
     for x, _ in dataset:
         forward(x)
     start = time.perf_counter()

@@ -84,6 +84,27 @@ def test_cached_teacher_logits_give_identical_losses(teacher):
     assert set(terms_a) == {"soft", "hard"} == set(terms_b)
 
 
+def test_training_with_the_logit_cache_equals_training_without(teacher, synthetic_features):
+    """A sid run (internal stages, then kd) trains the same student with cached logits,
+    and the cached kd stage runs no teacher layer at all."""
+    from kd_keras import pipeline
+
+    logits, _ = pipeline.predict_logits(teacher, synthetic_features, 32, timed=False)
+    weights = []
+    for extra in (None, {distiller.TEACHER_LOGITS: logits}):
+        tf_keras.utils.set_random_seed(0)
+        model = make_distiller(teacher, "sid")
+        dataset = data.make_dataset(synthetic_features, 16, True, seed=0, extra=extra,
+                                    epochs=3)
+        model.fit(dataset, epochs=3, steps_per_epoch=data.batches_per_epoch(
+            synthetic_features.lengths, 16), callbacks=[callbacks.StageController(
+                log=lambda line: None)], verbose=0)
+        weights.append([w.numpy() for w in model.student.model.trainable_weights])
+    for plain, cached in zip(*weights):
+        np.testing.assert_allclose(cached, plain, atol=2e-5)
+    assert model._depths(model.stages[-1], cached_logits=True) == (None, 0)
+
+
 def test_total_loss_is_the_weighted_sum(teacher):
     model = make_distiller(teacher, "all", hard_label_weight=0.3, attention_weight=2.0,
                            cosine_weight=0.5)

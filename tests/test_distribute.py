@@ -10,6 +10,7 @@ import pytest
 from kd_keras import distribute
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
 
 
 def test_unknown_strategy_lists_choices():
@@ -32,3 +33,14 @@ def test_mirrored_step_equals_single_device_step():
     diff, update = float(match.group(1)), float(match.group(2))
     assert update > 1e-4  # the step changed the weights (a 2x-scaled loss would differ by ~update)
     assert diff <= 1e-5 and diff < update / 50  # 2 replicas changed them as 1 did
+
+
+def test_multi_worker_script_runs_two_local_workers(tmp_path):
+    script = os.path.join(REPO, "scripts", "multi_worker_local.py")
+    result = subprocess.run([sys.executable, script, f"--model_dir={tmp_path}"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "worker 0: exit 0" in result.stdout and "worker 1: exit 0" in result.stdout
+    assert os.path.exists(tmp_path / "results.json")
+    assert os.path.isdir(tmp_path / "export" / "1")
+    assert os.path.isdir(tmp_path / "workers" / "worker_1")  # the other worker's own copy

@@ -1,0 +1,322 @@
+"""Distillation step benchmarks: every measurement in one process, on the same inputs.
+
+    python scripts/bench.py --size=tiny          # seconds; what CI-sized runs look like
+    python scripts/bench.py --size=base          # BERT-base shapes, 12 -> 6 layers (minutes)
+    python scripts/bench.py --size=base --rss    # peak memory of a batch-32 distill step
+
+Each timing is the median of --repeats calls after --warmup calls.  Results go to
+benchmarks/<size>.json (or <size>_rss.json) and BENCHMARKS.md is rebuilt from every
+JSON in benchmarks/ (scripts/bench_textbrewer.py writes the PyTorch peer's).
+--xla and --mixed_precision apply to the train steps, for GPU runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import kd_keras  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+
+from kd_keras import distiller, export, losses, models, schedules  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_sizes import SIZES  # noqa: E402
+
+BENCH_DIR = os.path.join(REPO, "benchmarks")
+
+
+def make_inputs(size: dict, batch: int, seed: int = 0):
+    """A fixed batch of pair inputs, the last quarter of each row padded."""
+    rng = np.random.RandomState(seed)
+    seq = size["seq"]
+    ids = rng.randint(5, size["vocab"], size=(batch, seq)).astype(np.int32)
+    mask = np.ones((batch, seq), np.int32)
+    mask[batch // 2:, seq - seq // 4:] = 0
+    ids[mask == 0] = 0
+    ids[:, 0] = 2
+    types = np.zeros((batch, seq), np.int32)
+    types[:, seq // 2:] = 1
+    types[mask == 0] = 0
+    x = {"input_ids": tf.constant(ids), "attention_mask": tf.constant(mask),
+         "token_type_ids": tf.constant(types)}
+    return x, tf.constant(rng.randint(0, 2, size=batch).astype(np.int32))
+
+
+def build_pair(size: dict):
+    config = models.bert_config(size["vocab"], 2, num_layers=size["teacher_layers"],
+                                hidden_size=size["hidden"], num_heads=size["heads"],
+                                intermediate_size=size["intermediate"],
+                                max_position_embeddings=max(512, size["seq"]))
+    teacher = models.build_model(config, seed=1)
+    mapping = models.layer_mapping(size["teacher_layers"], size["student_layers"])
+    student = models.derive_student(teacher, size["student_layers"], mapping)
+    return teacher, student, mapping
+
+
+def distiller_for(teacher, student, mapping, schedule: str, args) -> distiller.Distiller:
+    stages = schedules.build_schedule(schedule, len(mapping), 1, 1)
+    model = distiller.Distiller(student, None if schedule == "finetune" else teacher,
+                                mapping, stages)
+    model.compile(optimizer=distiller.make_optimizer(1e-5, 10_000, 0.0, 0.01),
+                  jit_compile=args.xla)
+    model.build_optimizer()
+    return model
+
+
+def median_seconds(step, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def stage_step(model: distiller.Distiller, index: int, x, y):
+    """A callable running one train step of stage ``index``, as fit runs it: the
+    compiled train function on the next batch of a dataset iterator."""
+    model.set_stage(index)
+    train_function = model.make_train_function(force=True)
+    batches = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+
+    def step():
+        logs = train_function(batches)
+        assert np.isfinite(float(logs["loss"]))
+    return step
+
+
+def naive_step(teacher, student, mapping, x, y):
+    """The straightforward loop: both models' full forward with every output, all terms."""
+    optimizer = distiller.make_optimizer(1e-5, 10_000, 0.0, 0.01)
+    variables = student.trainable_variables
+    optimizer.build(variables)
+
+    @tf.function
+    def step():
+        t = teacher.model(x, output_attentions=True, output_hidden_states=True,
+                          training=False)
+        with tf.GradientTape() as tape:
+            s = student.model(x, output_attentions=True, output_hidden_states=True,
+                              training=True)
+            loss = losses.soft_label_ce(t.logits, s.logits, 1.0) + 0.1 * \
+                losses.hard_label_ce(y, s.logits)
+            for s_layer, t_layer in mapping:
+                loss += losses.attention_kl(t.attentions[t_layer - 1],
+                                            s.attentions[s_layer - 1], x["attention_mask"])
+                loss += losses.cls_cosine_loss(t.hidden_states[t_layer][:, 0],
+                                               s.hidden_states[s_layer][:, 0])
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+    return step
+
+
+def serving_call(adapter, size: dict, folder: str, batch: int):
+    """Exports ``adapter`` like the student export and returns a timed serving call."""
+    import tensorflow_text  # noqa: F401  (the export's raw-text signature needs its ops)
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
+        f"w{i}" for i in range(size["vocab"] - 5)]
+    path = export.export_student(adapter, vocab, ["a", "b"], folder, size["seq"], True)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    x, _ = make_inputs(size, batch, seed=3)
+    return lambda: serve(**x)["logits"].numpy()
+
+
+def run_timings(args, size: dict) -> dict:
+    teacher, student, mapping = build_pair(size)
+    x, y = make_inputs(size, size["batch"])
+    n = len(mapping)
+    w, r = args.warmup, args.repeats
+    results = {}
+
+    def record(name, step, examples=size["batch"]):
+        seconds = median_seconds(step, w, r)
+        results[name] = {"seconds": seconds, "examples_per_second": examples / seconds}
+        print(f"{name:<34} {seconds * 1000:10.1f} ms  {examples / seconds:9.1f} ex/s",
+              flush=True)
+
+    forward = tf.function(lambda: teacher.logits(x, training=False))
+    record("teacher_forward", lambda: forward().numpy())
+    plain = distiller_for(teacher, student, mapping, "finetune", args)
+    record("student_train_step", stage_step(plain, 0, x, y))
+    record("naive_distill_step", naive_step(teacher, student, mapping, x, y))
+    fused = distiller_for(teacher, student, mapping, "all", args)
+    record("distill_all", stage_step(fused, 0, x, y))
+    pid = distiller_for(teacher, student, mapping, "pid", args)
+    record("distill_pid_stage_1", stage_step(pid, 0, x, y))
+    record(f"distill_pid_stage_{n}", stage_step(pid, n - 1, x, y))
+    sid = distiller_for(teacher, student, mapping, "sid", args)
+    for k in range(n):
+        record(f"distill_sid_stage_{k + 1}", stage_step(sid, k, x, y))
+    record("distill_sid_classifier", stage_step(sid, n, x, y))
+    cached_x = dict(x, teacher_logits=teacher.logits(x))
+    record("distill_sid_classifier_cached", stage_step(sid, n, cached_x, y))
+    with tempfile.TemporaryDirectory() as folder:
+        for batch in (1, 32):
+            for who, adapter in (("teacher", teacher), ("student", student)):
+                record(f"serving_{who}_batch_{batch}",
+                       serving_call(adapter, size, os.path.join(folder, f"{who}{batch}"),
+                                    batch), examples=batch)
+    return results
+
+
+def ratios(t: dict, n: int) -> dict:
+    s = {name: v["seconds"] for name, v in t.items()}
+    sid_internal = statistics.mean(s[f"distill_sid_stage_{k}"] for k in range(1, n + 1))
+    return {
+        "fused_all / (teacher_forward + student_train_step)":
+            s["distill_all"] / (s["teacher_forward"] + s["student_train_step"]),
+        "naive_distill_step / distill_all": s["naive_distill_step"] / s["distill_all"],
+        "mean sid internal stage / distill_all": sid_internal / s["distill_all"],
+        f"pid stage 1 / distill_all": s["distill_pid_stage_1"] / s["distill_all"],
+        "sid classifier cached / student_train_step":
+            s["distill_sid_classifier_cached"] / s["student_train_step"],
+        "sid classifier uncached / student_train_step":
+            s["distill_sid_classifier"] / s["student_train_step"],
+        "serving student / teacher throughput, batch 32":
+            s["serving_teacher_batch_32"] / s["serving_student_batch_32"],
+        "serving student / teacher throughput, batch 1":
+            s["serving_teacher_batch_1"] / s["serving_student_batch_1"],
+        # One epoch of each stage, as a share of as many epochs of `all` steps.
+        "sid run (N internal + cached classifier epochs) / same epochs of all":
+            (n * sid_internal + s["distill_sid_classifier_cached"])
+            / ((n + 1) * s["distill_all"]),
+    }
+
+
+def run_rss(args, size: dict) -> dict:
+    teacher, student, mapping = build_pair(size)
+    x, y = make_inputs(size, args.rss_batch)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    model = distiller_for(teacher, student, mapping, "all", args)
+    step = stage_step(model, 0, x, y)
+    for _ in range(3):
+        step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak:.0f} MiB after models were built: {before:.0f} MiB")
+    return {"batch": args.rss_batch, "seq": size["seq"], "peak_rss_mib": peak,
+            "rss_after_build_mib": before}
+
+
+def environment(args) -> dict:
+    return {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+            "gpus": len(tf.config.list_physical_devices("GPU")), "xla": args.xla,
+            "mixed_precision": args.mixed_precision,
+            "warmup": args.warmup, "repeats": args.repeats}
+
+
+def fmt(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:,.1f}"
+
+
+def write_markdown() -> str:
+    """Rebuilds BENCHMARKS.md from every JSON result in benchmarks/."""
+    found = {}
+    for name in sorted(os.listdir(BENCH_DIR)):
+        if name.endswith(".json"):
+            with open(os.path.join(BENCH_DIR, name)) as handle:
+                found[name[:-5]] = json.load(handle)
+    lines = ["# Benchmarks", "",
+             "Written by `scripts/bench.py` (and `scripts/bench_textbrewer.py` for the "
+             "PyTorch peer) from the JSON files in `benchmarks/`; do not edit by hand. "
+             "Timings are medians after warm-up, every row of one table measured in one "
+             "process on the same inputs. Compare ratios, not absolute numbers: this "
+             "machine's timings are noisy.", ""]
+    for key in ("tiny", "base"):
+        if key not in found:
+            continue
+        result = found[key]
+        size, env = result["size"], result["environment"]
+        lines += [f"## {key}: {size['teacher_layers']} -> {size['student_layers']} layers, "
+                  f"hidden {size['hidden']}, batch {size['batch']}, length {size['seq']}", "",
+                  f"{env['date']}, {env['cpus']} CPUs, TF {env['tensorflow']}, "
+                  f"GPUs {env['gpus']}, XLA {env['xla']}, precision "
+                  f"{env['mixed_precision']}, median of {env['repeats']}.", "",
+                  "| measurement | ms | examples/s |", "|---|---:|---:|"]
+        for name, value in result["timings"].items():
+            lines.append(f"| {name} | {value['seconds'] * 1000:,.1f} | "
+                         f"{fmt(value['examples_per_second'])} |")
+        lines += ["", "| ratio | value |", "|---|---:|"]
+        lines += [f"| {name} | {value:.3f} |" for name, value in result["ratios"].items()]
+        lines.append("")
+        rss = found.get(f"{key}_rss")
+        if rss:
+            lines += [f"Peak RSS of an `all` distill step at batch {rss['batch']}, length "
+                      f"{rss['seq']}: **{rss['peak_rss_mib']:,.0f} MiB** "
+                      f"({rss['rss_after_build_mib']:,.0f} MiB once the models are built).",
+                      ""]
+        peer = found.get(f"textbrewer_{key}")
+        if peer:
+            ours = result["timings"]["distill_all"]["examples_per_second"]
+            theirs = peer["examples_per_second"]
+            sid_share = result["ratios"][
+                "sid run (N internal + cached classifier epochs) / same epochs of all"]
+            lines += [f"### PyTorch peer: TextBrewer {peer['textbrewer']}, torch "
+                      f"{peer['torch']}", "",
+                      "| | examples/s |", "|---|---:|",
+                      f"| TextBrewer step (same losses, all layers) | {theirs:.2f} |",
+                      f"| kd_keras `all` step | {ours:.2f} |", "",
+                      f"kd_keras `all` / TextBrewer: **{ours / theirs:.2f}x**; a whole "
+                      f"sid run / a TextBrewer run of the same epochs: "
+                      f"**{ours / theirs / sid_share:.2f}x** faster "
+                      "(TextBrewer computes every layer in every step).", ""]
+    path = os.path.join(REPO, "BENCHMARKS.md")
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rss", action="store_true",
+                        help="only measure peak memory of an `all` step at --rss_batch")
+    parser.add_argument("--rss_batch", type=int, default=32)
+    parser.add_argument("--xla", action="store_true")
+    parser.add_argument("--mixed_precision", default="none",
+                        choices=["none", "mixed_float16", "mixed_bfloat16"])
+    parser.add_argument("--no_write", action="store_true", help="print only")
+    args = parser.parse_args()
+    if args.mixed_precision != "none":
+        tf_keras.mixed_precision.set_global_policy(args.mixed_precision)
+    tf_keras.utils.set_random_seed(0)
+    size = SIZES[args.size]
+    if args.rss:
+        result, name = dict(run_rss(args, size), environment=environment(args)), \
+            f"{args.size}_rss"
+    else:
+        timings = run_timings(args, size)
+        result = {"size": size, "environment": environment(args), "timings": timings,
+                  "ratios": ratios(timings, size["student_layers"])}
+        name = args.size
+        print()
+        for label, value in result["ratios"].items():
+            print(f"{label:<72} {value:6.3f}")
+    if not args.no_write:
+        os.makedirs(BENCH_DIR, exist_ok=True)
+        with open(os.path.join(BENCH_DIR, f"{name}.json"), "w") as handle:
+            json.dump(result, handle, indent=2)
+        print(f"Wrote {write_markdown()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Every bad input a user can give: one 'error:' line, exit code 2, no files left behind."""
+
+import os
+
+import pytest
+
+from conftest import TINY, tiny_teacher
+from kd_keras import data, models
+from test_end_to_end import TINY_RUN, run_cli
+
+MRPC_HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+MRPC_ROWS = "".join(f"{i % 2}\t{i}\t{i + 100}\tw{i} w2 w4\tw{i + 1} w3\n" for i in range(12))
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, tokenizer):
+    """A saved tiny teacher, pretrained-student folders that do not fit it, GLUE dirs."""
+    root = tmp_path_factory.mktemp("cli_inputs")
+    paths = {name: str(root / name) for name in
+             ("teacher", "four_heads", "other_vocab", "good", "malformed", "empty", "none")}
+    models.save_model(tiny_teacher(), tokenizer, paths["teacher"])
+    four_heads = models.build_model(models.bert_config(
+        len(data.synthetic_vocab()), 2, num_layers=2, **dict(TINY, num_heads=4)), seed=2)
+    models.save_model(four_heads, tokenizer, paths["four_heads"])
+    renamed = [f"x{t}" if t.startswith("w") else t for t in data.synthetic_vocab()]
+    vocab = root / "other_vocab.txt"
+    data.write_vocab(str(vocab), renamed)
+    models.save_model(tiny_teacher(num_layers=2), models.load_tokenizer(str(vocab), str(root)),
+                      paths["other_vocab"])
+    for name, train, dev in (("good", MRPC_ROWS, MRPC_ROWS),
+                             ("malformed", MRPC_ROWS + "1\tonly three\tcolumns\n", MRPC_ROWS),
+                             ("empty", MRPC_ROWS, "")):
+        os.makedirs(os.path.join(paths[name], "MRPC"))
+        for split, rows in (("train", train), ("dev", dev)):
+            with open(os.path.join(paths[name], "MRPC", f"{split}.tsv"), "w") as handle:
+                handle.write(MRPC_HEADER + rows)
+    os.makedirs(paths["none"])
+    return paths
+
+
+def mrpc(folders, data_dir, *extra):
+    return ["--task=mrpc", f"--teacher={folders['teacher']}", "--teacher_finetuned",
+            f"--data_dir={folders[data_dir]}", "--max_seq_length=32", "--batch_size=4",
+            "--epochs=1", "--epochs_per_stage=1", *extra]
+
+
+CASES = {
+    "unknown task": (lambda f: [*TINY_RUN, "--task=squad"], "Unknown task 'squad'"),
+    "unknown schedule": (lambda f: [*TINY_RUN, "--schedule=fast"], "Unknown schedule 'fast'"),
+    "unknown strategy": (lambda f: [*TINY_RUN, "--distribution_strategy=magic"],
+                         "Unknown distribution strategy"),
+    "tiny teacher on GLUE": (lambda f: [*TINY_RUN, "--task=rte", "--teacher=tiny"],
+                             "--teacher=tiny only works with --task=synthetic"),
+    "missing data": (lambda f: mrpc(f, "none"), "file not found"),
+    "no data source": (lambda f: ["--task=mrpc", f"--teacher={f['teacher']}",
+                                  "--use_tfds=false"], "pass --data_dir"),
+    "malformed tsv": (lambda f: mrpc(f, "malformed"), "train.tsv:14: expected 5"),
+    "empty split": (lambda f: mrpc(f, "empty"), "dev split of task 'mrpc' has no examples"),
+    "layers do not divide": (lambda f: [*TINY_RUN, "--student_layers=3"], "must divide"),
+    "heads differ": (lambda f: mrpc(f, "good", f"--student={f['four_heads']}"),
+                     "equal head counts"),
+    "vocab differs": (lambda f: mrpc(f, "good", f"--student={f['other_vocab']}"),
+                      "student's vocabulary (97 tokens) differs"),
+    "nan loss": (lambda f: mrpc(f, "good", "--schedule=kd", "--learning_rate=1e9"),
+                 "loss became NaN or infinite"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, folders, tmp_path):
+    make_flags, message = CASES[case]
+    model_dir = tmp_path / "run"  # does not exist yet: the run would create it
+    result = run_cli(*make_flags(folders), f"--model_dir={model_dir}", check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert not model_dir.exists()
+
+
+def test_error_keeps_what_an_existing_model_dir_held(folders, tmp_path):
+    (tmp_path / "earlier.txt").write_text("kept")
+    result = run_cli(*mrpc(folders, "none"), f"--model_dir={tmp_path}", check=False)
+    assert result.returncode == 2
+    assert (tmp_path / "earlier.txt").read_text() == "kept"
+    assert not (tmp_path / "config.json").exists()
