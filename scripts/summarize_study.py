@@ -1,0 +1,186 @@
+"""Turns the runs of scripts/reproduce.sh into study tables (markdown) and a figure.
+
+    python scripts/summarize_study.py runs/study [--sweep_task=mrpc]
+
+Reads <out>/<task>/<method>_L<layers>_s<seed>/{results.json,dev_predictions.npz} and
+writes <out>/study_tables.md and <out>/student_depth.png.  Every method is compared to
+standard KD with a paired bootstrap over dev examples: each resample draws dev examples
+with replacement, scores every seed's predictions of both methods on it and takes the
+difference of the seed means; the 2.5th and 97.5th percentiles bound the 95% interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+from typing import Dict, List
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from kd_keras import metrics as glue_metrics  # noqa: E402  (numpy only)
+from kd_keras.tasks import get_task  # noqa: E402
+
+METHOD_NAMES = {"finetune": "student fine-tuned alone", "kd": "standard KD",
+                "all": "internal KD, all layers at once", "pid": "internal KD, pid",
+                "sid": "internal KD, sid", "sid_kd": "internal KD, sid + soft labels every stage"}
+RUN_NAME = re.compile(r"^(?P<method>[a-z_]+)_L(?P<layers>\d+)_s(?P<seed>\d+)$")
+
+
+def load_runs(task_dir: str) -> List[Dict]:
+    runs = []
+    for folder in sorted(glob.glob(os.path.join(task_dir, "*_L*_s*"))):
+        match = RUN_NAME.match(os.path.basename(folder))
+        results = os.path.join(folder, "results.json")
+        if not match or not os.path.exists(results):
+            continue
+        with open(results) as handle:
+            report = json.load(handle)
+        with np.load(os.path.join(folder, "dev_predictions.npz")) as stored:
+            predictions = {k: stored[k] for k in stored.files}
+        runs.append(dict(method=match["method"], layers=int(match["layers"]),
+                         seed=int(match["seed"]), results=report, **predictions))
+    return runs
+
+
+def score(metric_names, labels, logits) -> Dict[str, float]:
+    return glue_metrics.compute(metric_names, labels, logits, regression=False)
+
+
+def bootstrap_difference(metric: str, metric_names, labels, method_runs, baseline_runs,
+                         samples: int = 2000, seed: int = 0):
+    """95% interval of mean(metric of method) - mean(metric of baseline) over seeds."""
+    rng = np.random.RandomState(seed)
+    n = len(labels)
+    differences = []
+    for _ in range(samples):
+        index = rng.randint(0, n, size=n)
+        ours = np.mean([score(metric_names, labels[index], r["student_logits"][index])[metric]
+                        for r in method_runs])
+        theirs = np.mean([score(metric_names, labels[index],
+                                r["student_logits"][index])[metric] for r in baseline_runs])
+        differences.append(ours - theirs)
+    return np.percentile(differences, [2.5, 97.5])
+
+
+def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[str]:
+    spec = get_task(task)
+    names = [m for m in spec.metrics if m in ("accuracy", "f1")] or list(spec.metrics)
+    main = names[0]
+    runs = [r for r in runs if r["layers"] == layers]
+    if not runs:
+        return []
+    labels = runs[0]["labels"]
+    first = runs[0]["results"]
+    teacher = score(names, labels, runs[0]["teacher_logits"])
+    majority = np.bincount(labels.astype(int)).argmax()
+    baseline = score(names, labels, np.eye(spec.num_labels)[np.full(len(labels), majority)])
+    header = "| method | seeds | " + " | ".join(f"dev {m}" for m in names) + \
+        " | attention KL | " + f"{main} - standard KD [95% CI] |"
+    lines = [f"### {task.upper()} ({len(labels)} dev examples), {layers}-layer student", "",
+             header, "|" + "---|" * (len(names) + 4),
+             f"| majority class | | " + " | ".join(f"{100 * baseline[m]:.1f}" for m in names)
+             + " | | |",
+             f"| teacher ({first['teacher']['layers']} layers) | | "
+             + " | ".join(f"{100 * teacher[m]:.1f}" for m in names) + " | | |"]
+    by_method = {}
+    for run in runs:
+        by_method.setdefault(run["method"], []).append(run)
+    for method in METHOD_NAMES:
+        group = by_method.get(method)
+        if not group:
+            continue
+        values = {m: [100 * score(names, labels, r["student_logits"])[m] for r in group]
+                  for m in names}
+        cells = [f"{np.mean(v):.1f} ± {np.std(v):.1f}" for v in values.values()]
+        kls = [r["results"]["student"].get("attention_kl_mean") for r in group]
+        kl = f"{np.mean(kls):.3f}" if all(k is not None for k in kls) else ""
+        interval = ""
+        if method == "kd":
+            interval = "(reference)"
+        elif "kd" in by_method:
+            kd_mean = np.mean([100 * score(names, labels, r["student_logits"])[main]
+                               for r in by_method["kd"]])
+            low, high = bootstrap_difference(main, names, labels, group, by_method["kd"],
+                                             samples)
+            interval = (f"{np.mean(values[main]) - kd_mean:+.1f} "
+                        f"[{100 * low:+.1f}, {100 * high:+.1f}]")
+        lines.append(f"| {METHOD_NAMES[method]} | {len(group)} | " + " | ".join(cells)
+                     + f" | {kl} | {interval} |")
+    student = first["student"]
+    lines += ["", f"Parameters: teacher {first['teacher']['parameters']:,}, student "
+              f"{student['parameters']:,}; student dev throughput "
+              f"{first['speedup']:.2f}x the teacher's on this CPU.", ""]
+    return lines
+
+
+def depth_figure(runs: List[Dict], task: str, path: str) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = get_task(task)
+    main = spec.metrics[0]
+    fig, axis = plt.subplots(figsize=(5, 3.5))
+    plotted = False
+    for method, style in (("kd", "o--"), ("sid_kd", "s-")):
+        points = {}
+        for run in runs:
+            if run["method"] == method:
+                value = score(spec.metrics, run["labels"], run["student_logits"])[main]
+                points.setdefault(run["layers"], []).append(100 * value)
+        if points:
+            depths = sorted(points)
+            axis.plot(depths, [np.mean(points[d]) for d in depths], style,
+                      label=METHOD_NAMES[method])
+            plotted = True
+    if not plotted:
+        return False
+    axis.set_xlabel("student layers")
+    axis.set_ylabel(f"dev {main} (%)")
+    axis.set_xticks(sorted({r["layers"] for r in runs}))
+    axis.set_title(f"{task.upper()}: student depth")
+    axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("--sweep_task", default="mrpc")
+    parser.add_argument("--bootstrap_samples", type=int, default=2000)
+    args = parser.parse_args()
+    lines = ["# Study tables", "", "Written by scripts/summarize_study.py; mean ± std over "
+             "seeds; 95% intervals from a paired bootstrap over dev examples.", ""]
+    sweep_runs = []
+    for task_dir in sorted(glob.glob(os.path.join(args.out, "*"))):
+        if not os.path.isdir(task_dir):
+            continue
+        task = os.path.basename(task_dir)
+        runs = load_runs(task_dir)
+        if not runs:
+            continue
+        layers = max(r["layers"] for r in runs)
+        lines += task_table(task, runs, layers, args.bootstrap_samples)
+        if task == args.sweep_task:
+            sweep_runs = runs
+    table_path = os.path.join(args.out, "study_tables.md")
+    with open(table_path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"Wrote {table_path}")
+    figure = os.path.join(args.out, "student_depth.png")
+    if sweep_runs and depth_figure(sweep_runs, args.sweep_task, figure):
+        print(f"Wrote {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
