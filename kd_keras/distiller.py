@@ -267,9 +267,10 @@ class Distiller(tf_keras.Model):
         teacher_out = None
         if stage.uses_teacher and teacher_layers != 0:
             teacher_out = self.teacher(x, training=False, num_layers=teacher_layers,
-                                       with_logits=teacher_layers is None)
+                                       with_logits=teacher_layers is None, cls_only_last=True)
+        # Losses read the deepest computed layer only at [CLS] (cosine, pooler).
         student_out = self.student(x, training=training, num_layers=student_layers,
-                                   with_logits=student_layers is None)
+                                   with_logits=student_layers is None, cls_only_last=True)
         batch = tf.shape(x["input_ids"])[0]
         total = tf.zeros([batch], tf.float32)
         terms: Dict[str, tf.Tensor] = {}

@@ -118,3 +118,16 @@ def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="Hugging Face hub cannot be reached"):
         models.load_tokenizer("bert-base-uncased", str(tmp_path))
     assert time.time() - start < 30
+
+
+def test_cls_only_last_layer_equals_the_full_layer_at_cls(teacher):
+    x, _ = make_batch()
+    full = teacher(x, training=False, num_layers=3, with_logits=False)
+    cls = teacher(x, training=False, num_layers=3, with_logits=False, cls_only_last=True)
+    assert cls.hidden_states[3].shape == (5, 1, 48)
+    np.testing.assert_allclose(cls.hidden_states[3][:, 0].numpy(),
+                               full.hidden_states[3][:, 0].numpy(), atol=1e-5)
+    for a, b in zip(cls.attentions, full.attentions):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    np.testing.assert_allclose(teacher.logits(x).numpy(),
+                               teacher(x, training=False).logits.numpy(), atol=1e-5)
