@@ -8,6 +8,7 @@ model_dir layout:
     cache/             tokenized features
     logs/teacher, logs/distill   TensorBoard runs
     results.json       metrics, parameter counts, speed, stage history
+    dev_predictions.npz  dev labels, teacher and student logits
     export/<version>/  the student SavedModel for TF Serving
 """
 
