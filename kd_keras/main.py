@@ -27,7 +27,7 @@ FLAGS = flags.FLAGS
 # than the pretrained-BERT defaults.  These apply with --teacher=tiny unless the flag is
 # given on the command line.
 TINY_TEACHER_DEFAULTS = {"teacher_learning_rate": 1e-3, "learning_rate": 5e-4,
-                         "teacher_epochs": 5, "epochs": 3}
+                         "teacher_epochs": 8, "epochs": 3}
 
 
 def _teacher() -> str:
