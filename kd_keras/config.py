@@ -90,6 +90,9 @@ class TrainConfig:
     early_stopping_patience: int = 0
     mixed_precision: str = "none"
     xla: bool = False
+    # Set for multi-worker runs: every worker backs up to (and resumes from) the chief's
+    # model_dir/backup, while non-chief workers write their other files elsewhere.
+    backup_dir: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -129,8 +129,8 @@ def export_student(student: BertAdapter, vocab: Sequence[str], label_names: Sequ
                           "remove it.")
     os.makedirs(export_dir, exist_ok=True)
     staging = tempfile.mkdtemp(dir=export_dir, prefix=".tmp_export_")
+    assets_src = tempfile.mkdtemp(prefix="kd_keras_assets_")
     try:
-        assets_src = tempfile.mkdtemp(prefix="kd_keras_assets_")
         vocab_path = os.path.join(assets_src, "vocab.txt")
         labels_path = os.path.join(assets_src, "labels.txt")
         with open(vocab_path, "w", encoding="utf-8") as handle:
@@ -146,9 +146,10 @@ def export_student(student: BertAdapter, vocab: Sequence[str], label_names: Sequ
         signatures = {"serving_default": module.serve_ids,
                       "serving_text": serve_text.get_concrete_function()}
         tf.saved_model.save(module, staging, signatures=signatures)
-        shutil.rmtree(assets_src, ignore_errors=True)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        shutil.rmtree(assets_src, ignore_errors=True)  # the export holds its own copies
     return target

@@ -95,8 +95,10 @@ def run(config: config_lib.RunConfig) -> int:
     if config.train.mixed_precision != "none":
         # Before any model is built: layers take the global policy when created.
         tf_keras.mixed_precision.set_global_policy(config.train.mixed_precision)
+    shared_dir = config.train.model_dir
     config = dataclasses.replace(config, train=dataclasses.replace(
-        config.train, model_dir=worker_folder(config.train.model_dir, strategy)))
+        config.train, model_dir=worker_folder(shared_dir, strategy),
+        backup_dir=os.path.join(shared_dir, "backup")))
     tokenizer = pipeline.load_tokenizer(config)
     mode = config.mode
     if mode == "export":

@@ -118,7 +118,8 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
             learning_rate, epochs * steps_per_epoch, config.train.warmup_proportion,
             config.train.weight_decay), jit_compile=config.train.xla)
         model.build_optimizer()
-    backup_dir = _path(config, "backup", run_name)
+    backup_root = config.train.backup_dir or _path(config, "backup")
+    backup_dir = os.path.join(backup_root, run_name)
     start_epoch, start_batch = callbacks.backup_position(backup_dir, steps_per_epoch)
     if (start_epoch, start_batch) != (0, 0):
         print(f"Resuming {run_name} from its backup at epoch {start_epoch + 1}, "
@@ -139,8 +140,10 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         validation_data=dev_ds, callbacks=callback_list, verbose=_verbose())
     shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
-    if os.path.isdir(_path(config, "backup")) and not os.listdir(_path(config, "backup")):
-        os.rmdir(_path(config, "backup"))
+    try:
+        os.rmdir(backup_root)  # only if empty; other workers may have removed it already
+    except OSError:
+        pass
     if nan_guard.failed_at is not None:
         epoch, batch = nan_guard.failed_at
         raise TrainingDiverged(
