@@ -103,12 +103,14 @@ class TrainingDiverged(RuntimeError):
 
 
 def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning_rate: float,
-         run_name: str, extra_callbacks: List, strategy,
+         run_name: str, extra_callbacks: List, strategy, output_dir: str,
          extra_features: Optional[Dict[str, np.ndarray]] = None) -> Dict:
     """Compiles and fits a Distiller over its whole schedule, with backups and TensorBoard.
 
     A backup in model_dir/backup/<run_name> from an interrupted run is resumed: weights,
     optimizer, stage, callback bookkeeping and the input position all continue.
+    ``output_dir`` is the model folder the callbacks write; it is removed if the loss
+    diverges (TrainingDiverged).
     """
     cfg = config.data
     epochs = schedules.max_epochs(model.stages)
@@ -145,6 +147,7 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
     except OSError:
         pass
     if nan_guard.failed_at is not None:
+        shutil.rmtree(output_dir, ignore_errors=True)
         epoch, batch = nan_guard.failed_at
         raise TrainingDiverged(
             f"the {run_name} loss became NaN or infinite at epoch {epoch}, batch {batch}; "
@@ -195,12 +198,8 @@ def train_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAda
     dev_ds = data.make_dataset(task.dev, config.data.eval_batch_size, training=False)
     evaluator = callbacks.DevEvaluator(dev_ds, task.dev.labels, task.spec.metrics,
                                        task.spec.is_regression, save_best)
-    try:
-        _fit(config, model, task, config.train.teacher_learning_rate, "teacher",
-             [evaluator], strategy)
-    except TrainingDiverged:
-        shutil.rmtree(best_dir, ignore_errors=True)
-        raise
+    _fit(config, model, task, config.train.teacher_learning_rate, "teacher", [evaluator],
+         strategy, best_dir)
     # The marker goes last: only a finished fine-tuning counts as a fine-tuned teacher
     # (an interrupted one resumes from its backup instead).
     with open(os.path.join(best_dir, "kd_keras_task.json"), "w", encoding="utf-8") as f:
@@ -276,12 +275,8 @@ def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
         extra_features = {distiller.TEACHER_LOGITS: logits}
         print(f"Cached the teacher's logits on {len(logits)} training examples in "
               f"{time.perf_counter() - started:.1f} s.")
-    try:
-        fit_info = _fit(config, model, task, config.train.learning_rate, "distill", extras,
-                        strategy, extra_features)
-    except TrainingDiverged:
-        shutil.rmtree(student_dir, ignore_errors=True)
-        raise
+    fit_info = _fit(config, model, task, config.train.learning_rate, "distill", extras,
+                    strategy, student_dir, extra_features)
     fit_info["best_epoch"] = evaluator.best
     fit_info["dev_history"] = evaluator.history
     with strategy.scope():

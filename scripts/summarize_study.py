@@ -90,6 +90,8 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
     by_method = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
+    kd_mean = (np.mean([100 * score(names, labels, r["student_logits"])[main]
+                        for r in by_method["kd"]]) if "kd" in by_method else None)
     for method in METHOD_NAMES:
         group = by_method.get(method)
         if not group:
@@ -102,9 +104,7 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
         interval = ""
         if method == "kd":
             interval = "(reference)"
-        elif "kd" in by_method:
-            kd_mean = np.mean([100 * score(names, labels, r["student_logits"])[main]
-                               for r in by_method["kd"]])
+        elif kd_mean is not None:
             low, high = bootstrap_difference(main, names, labels, group, by_method["kd"],
                                              samples)
             interval = (f"{np.mean(values[main]) - kd_mean:+.1f} "
