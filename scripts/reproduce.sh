@@ -11,7 +11,8 @@
 # full study.  Resumable: a finished run (results.json present) is skipped, an interrupted
 # one resumes from its backup, so rerun the same command after any interruption.
 # Environment: OUT (output folder, default runs/study), PYTHON (default python),
-# TASKS, SEEDS, METHODS override the lists below.
+# TASKS, SEEDS, METHODS, SWEEP_LAYERS override the lists below (SWEEP_LAYERS="" skips
+# the depth sweep, which only runs when its task is among TASKS).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ if [[ "${REDUCED:-0}" == "1" ]]; then
   TASKS=${TASKS:-synthetic}
   SEEDS=${SEEDS:-0}
   SWEEP_TASK=synthetic
-  SWEEP_LAYERS="1 2"
+  SWEEP_LAYERS=${SWEEP_LAYERS-"1 2"}
   STUDENT_LAYERS=2
   COMMON=(--teacher=tiny --tiny_layers=4 --tiny_hidden_size=32 --tiny_heads=2
           --synthetic_size=256 --max_seq_length=32 --batch_size=32 --learning_rate=5e-4)
@@ -34,7 +35,7 @@ else
   TASKS=${TASKS:-"mrpc rte qqp"}
   SEEDS=${SEEDS:-"0 1 2"}
   SWEEP_TASK=mrpc
-  SWEEP_LAYERS="1 2 3"
+  SWEEP_LAYERS=${SWEEP_LAYERS-"1 2 3"}
   STUDENT_LAYERS=3
   COMMON=(--teacher=minilm --data_dir="$GLUE_DIR" --max_seq_length=128 --batch_size=32
           --learning_rate=1e-4 --skip_bad_rows --checkpoint_steps=50)
@@ -93,6 +94,7 @@ done
 # Student depth sweep: standard KD against the stacked schedule with soft labels in
 # every stage, one seed per depth beyond the main runs.
 first_seed=${SEEDS%% *}
+[[ " $TASKS " == *" $SWEEP_TASK "* ]] || SWEEP_LAYERS=""
 for layers in $SWEEP_LAYERS; do
   for method in kd sid_kd; do
     student "$SWEEP_TASK" "$method" "$layers" "$first_seed"
