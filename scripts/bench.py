@@ -3,6 +3,8 @@
     python scripts/bench.py --size=tiny          # seconds; what CI-sized runs look like
     python scripts/bench.py --size=base          # BERT-base shapes, 12 -> 6 layers (minutes)
     python scripts/bench.py --size=base --rss    # peak memory of a batch-32 distill step
+    python scripts/bench.py --size=base --only_all   # just the `all` step, one JSON line
+                                                     # (what scripts/bench_peer.py runs)
 
 Each timing is the median of --repeats calls after --warmup calls.  Results go to
 benchmarks/<size>.json (or <size>_rss.json) and BENCHMARKS.md is rebuilt from every
@@ -199,6 +201,15 @@ def ratios(t: dict, n: int) -> dict:
     }
 
 
+def run_all_step(args, size: dict) -> dict:
+    """Times only the fused `all` distill step (for the paired peer comparison)."""
+    teacher, student, mapping = build_pair(size)
+    x, y = make_inputs(size, size["batch"])
+    model = distiller_for(teacher, student, mapping, "all", args)
+    seconds = median_seconds(stage_step(model, 0, x, y), args.warmup, args.repeats)
+    return {"distill_all_seconds": seconds}
+
+
 def run_rss(args, size: dict) -> dict:
     teacher, student, mapping = build_pair(size)
     x, y = make_inputs(size, args.rss_batch)
@@ -305,7 +316,23 @@ def write_markdown() -> str:
                           f"{result['timings']['teacher_forward']['seconds'] * 1000:,.0f} "
                           f"and {result['timings']['student_train_step']['seconds'] * 1000:,.0f}"
                           " ms).", ""]
-            lines += [f"kd_keras `all` / TextBrewer: **{peer_ratios['all']:.2f}x**; a whole "
+            paired = found.get(f"peer_{key}")
+            if paired:
+                # Alternating rounds (scripts/bench_peer.py) cancel the machine's drift,
+                # which a ratio of the two separate runs above carries.
+                peer_ratios["all"] = paired["median_ratio"]
+                peer_ratios["sid"] = paired["median_ratio"] / sid_share
+                lines += [f"Paired rounds ({paired['date']}, `scripts/bench_peer.py`): both "
+                          "steps timed back to back in each round, order alternating.", "",
+                          "| round | kd_keras `all` s | TextBrewer s | ratio |",
+                          "|---:|---:|---:|---:|"]
+                lines += [f"| {i} | {r['kd_keras_seconds']:.2f} | "
+                          f"{r['textbrewer_seconds']:.2f} | {r['ratio']:.2f}x |"
+                          for i, r in enumerate(paired["rounds"], 1)]
+                lines.append("")
+            lines += [f"kd_keras `all` / TextBrewer"
+                      f"{' (median of the paired rounds)' if paired else ''}: "
+                      f"**{peer_ratios['all']:.2f}x**; a whole "
                       f"sid run / a TextBrewer run of the same epochs: "
                       f"**{peer_ratios['sid']:.2f}x** faster "
                       "(TextBrewer computes every layer in every step).", ""]
@@ -332,6 +359,8 @@ def main() -> int:
     parser.add_argument("--xla", action="store_true")
     parser.add_argument("--mixed_precision", default="none",
                         choices=["none", "mixed_float16", "mixed_bfloat16"])
+    parser.add_argument("--only_all", action="store_true",
+                        help="only time the `all` step; print one JSON line, write nothing")
     parser.add_argument("--no_write", action="store_true", help="print only")
     parser.add_argument("--markdown_only", action="store_true",
                         help="only rebuild BENCHMARKS.md from benchmarks/*.json")
@@ -343,6 +372,9 @@ def main() -> int:
         tf_keras.mixed_precision.set_global_policy(args.mixed_precision)
     tf_keras.utils.set_random_seed(0)
     size = SIZES[args.size]
+    if args.only_all:
+        print(json.dumps(run_all_step(args, size)))
+        return 0
     if args.rss:
         result, name = dict(run_rss(args, size), environment=environment(args)), \
             f"{args.size}_rss"

@@ -91,6 +91,9 @@ def main() -> int:
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--step_only", action="store_true",
+                        help="only time the distillation step; print one JSON line, write "
+                             "nothing (what scripts/bench_peer.py runs)")
     args = parser.parse_args()
     torch.manual_seed(0)
     size = SIZES[args.size]
@@ -131,6 +134,9 @@ def main() -> int:
         optimizer.zero_grad()
 
     seconds = median_seconds(step, args)
+    if args.step_only:
+        print(json.dumps({"textbrewer_step_seconds": seconds}))
+        return 0
     # Earlier runs at the same shapes stay in the record: the peer's timing varies from
     # run to run more than ours, so BENCHMARKS.md compares against the median run.
     path = os.path.join(BENCH_DIR, f"textbrewer_{args.size}.json")

@@ -1,5 +1,6 @@
 """scripts/bench.py runs end to end at tiny size (a smoke test: timings are not checked)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -17,3 +18,12 @@ def test_bench_tiny_prints_every_measurement_and_ratio():
                  "serving_student_batch_32", "serving_teacher_batch_1",
                  "mean sid internal stage / distill_all"):
         assert name in result.stdout, name
+
+
+def test_bench_only_all_prints_one_json_line_with_the_step_time():
+    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "bench.py"),
+                             "--size=tiny", "--warmup=1", "--repeats=1", "--only_all"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = [text for text in result.stdout.splitlines() if text.startswith("{")][-1]
+    assert json.loads(line)["distill_all_seconds"] > 0
