@@ -90,6 +90,8 @@ class TrainConfig:
     early_stopping_patience: int = 0
     mixed_precision: str = "none"
     xla: bool = False
+    # Tokenized features, unpacked models and teacher logits; model_dir/cache when None.
+    cache_dir: Optional[str] = None
     # Set for multi-worker runs: every worker backs up to (and resumes from) the chief's
     # model_dir/backup, while non-chief workers write their other files elsewhere.
     backup_dir: Optional[str] = None

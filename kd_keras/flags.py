@@ -75,6 +75,9 @@ def define_flags() -> None:
     flags.DEFINE_string("model_dir", _T.model_dir, "Output folder: config, checkpoints, "
                         "TensorBoard logs, models, results.json.")
     flags.DEFINE_string("export_dir", None, "SavedModel base folder (model_dir/export).")
+    flags.DEFINE_string("cache_dir", None, "Folder for tokenized data and the teacher's "
+                        "cached logits (model_dir/cache). Share one between runs of the "
+                        "same teacher and task to tokenize and run the teacher only once.")
     flags.DEFINE_integer("export_version", None, "Version folder (next free number).")
     flags.DEFINE_float("learning_rate", _T.learning_rate, "Peak learning rate of the student.")
     flags.DEFINE_float("teacher_learning_rate", _T.teacher_learning_rate,

@@ -72,7 +72,7 @@ def config_from_flags() -> config_lib.RunConfig:
             temperature=FLAGS.temperature, attention_weight=FLAGS.attention_weight,
             cosine_weight=FLAGS.cosine_weight),
         train=config_lib.TrainConfig(
-            model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir,
+            model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir, cache_dir=FLAGS.cache_dir,
             learning_rate=_flag("learning_rate"), teacher_learning_rate=_flag("teacher_learning_rate"),
             teacher_epochs=_flag("teacher_epochs"), warmup_proportion=FLAGS.warmup_proportion,
             weight_decay=FLAGS.weight_decay, seed=FLAGS.seed,
@@ -149,7 +149,7 @@ def _load_student(config, pipeline):
         raise models.ModelError(f"No student in {folder}; run --mode=distill (or the "
                                 "pipeline) with this --model_dir first.")
     return models.load_pretrained(folder, get_task(config.data.task).num_labels,
-                                  os.path.join(config.train.model_dir, "cache"))
+                                  pipeline.cache_dir(config))
 
 
 def _predict(config, pipeline, tokenizer) -> int:

@@ -15,6 +15,7 @@ model_dir layout:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -50,6 +51,11 @@ def _path(config: RunConfig, *parts: str) -> str:
     return os.path.join(config.train.model_dir, *parts)
 
 
+def cache_dir(config: RunConfig) -> str:
+    """Where tokenized data, unpacked models and teacher logits are cached."""
+    return config.train.cache_dir or cache_dir(config)
+
+
 def _verbose() -> int:
     """A progress bar on a terminal, one summary line per epoch otherwise."""
     return 1 if sys.stdout.isatty() else 2
@@ -64,14 +70,14 @@ def load_tokenizer(config: RunConfig):
         if config.data.task != "synthetic":
             raise models.ModelError("--teacher=tiny only works with --task=synthetic; pass "
                                     "--teacher=minilm, a model folder or a hub name.")
-        vocab_path = _path(config, "cache", "synthetic_vocab.txt")
+        vocab_path = os.path.join(cache_dir(config), "synthetic_vocab.txt")
         os.makedirs(os.path.dirname(vocab_path), exist_ok=True)
         data.write_vocab(vocab_path, data.synthetic_vocab())
-        return models.load_tokenizer(vocab_path, _path(config, "cache"))
+        return models.load_tokenizer(vocab_path, cache_dir(config))
     teacher_dir = _path(config, "teacher")
     if os.path.isdir(teacher_dir):
-        return models.load_tokenizer(teacher_dir, _path(config, "cache"))
-    return models.load_tokenizer(config.model.teacher, _path(config, "cache"))
+        return models.load_tokenizer(teacher_dir, cache_dir(config))
+    return models.load_tokenizer(config.model.teacher, cache_dir(config))
 
 
 def load_task_data(config: RunConfig, tokenizer) -> TaskData:
@@ -88,7 +94,7 @@ def load_task_data(config: RunConfig, tokenizer) -> TaskData:
             print(f"Skipped {bad} malformed row(s) in the {split} split of {spec.name}.")
         skipped += bad
         splits[split] = data.tokenize(
-            examples, tokenizer, cfg.max_seq_length, cache_dir=_path(config, "cache"),
+            examples, tokenizer, cfg.max_seq_length, cache_dir=cache_dir(config),
             cache_key=f"{spec.name}/{split}/{cfg.data_dir}", regression=spec.is_regression)
     print(f"Task {spec.name}: {len(splits['train'])} train and {len(splits['dev'])} dev "
           "examples.")
@@ -168,7 +174,7 @@ def teacher_is_finetuned(config: RunConfig) -> bool:
 
 def load_teacher(config: RunConfig, spec: TaskSpec) -> models.BertAdapter:
     """The fine-tuned teacher from model_dir, or --teacher as given."""
-    cache = _path(config, "cache")
+    cache = cache_dir(config)
     if teacher_is_finetuned(config):
         return models.load_pretrained(_path(config, "teacher"), spec.num_labels, cache)
     if config.model.teacher == TINY_TEACHER:
@@ -205,7 +211,7 @@ def train_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAda
     with open(os.path.join(best_dir, "kd_keras_task.json"), "w", encoding="utf-8") as f:
         json.dump({"task": task.spec.name, "dev": evaluator.best}, f)
     with strategy.scope():
-        return models.load_pretrained(best_dir, task.spec.num_labels, _path(config, "cache"))
+        return models.load_pretrained(best_dir, task.spec.num_labels, cache_dir(config))
 
 
 def ensure_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAdapter:
@@ -224,7 +230,7 @@ def build_student(config: RunConfig, teacher: models.BertAdapter, tokenizer):
     layer mapping [(student_layer, teacher_layer)]."""
     m = config.model
     if m.student:
-        student = models.load_student(m.student, teacher, tokenizer, _path(config, "cache"))
+        student = models.load_student(m.student, teacher, tokenizer, cache_dir(config))
         return student, models.layer_mapping(teacher.num_layers, student.num_layers,
                                              m.layer_map)
     mapping = models.layer_mapping(teacher.num_layers, m.student_layers, m.layer_map)
@@ -269,19 +275,52 @@ def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
                                                   example))
     extra_features = None
     if model.teacher is not None and d.cache_teacher_logits and any(s.kd for s in stages):
-        started = time.perf_counter()
-        logits, _ = predict_logits(teacher, task.train, config.data.eval_batch_size,
-                                   timed=False)
+        logits = cached_teacher_logits(teacher, task.train, config.data.eval_batch_size,
+                                       cache_dir(config))
         extra_features = {distiller.TEACHER_LOGITS: logits}
-        print(f"Cached the teacher's logits on {len(logits)} training examples in "
-              f"{time.perf_counter() - started:.1f} s.")
     fit_info = _fit(config, model, task, config.train.learning_rate, "distill", extras,
                     strategy, student_dir, extra_features)
     fit_info["best_epoch"] = evaluator.best
     fit_info["dev_history"] = evaluator.history
     with strategy.scope():
-        best = models.load_pretrained(student_dir, task.spec.num_labels, _path(config, "cache"))
+        best = models.load_pretrained(student_dir, task.spec.num_labels, cache_dir(config))
     return best, fit_info
+
+
+def cached_teacher_logits(teacher: models.BertAdapter, features: data.Features,
+                          batch_size: int, folder: str) -> np.ndarray:
+    """The frozen teacher's logits on ``features``, computed once per teacher and data.
+
+    The file in ``folder`` is keyed by a digest of the teacher's weights, the token ids,
+    the batch size and the precision policy, so runs that share a cache folder reuse it
+    and a changed teacher or dataset never reads stale logits.
+
+    Returns:
+        float32 [num_examples, num_labels] in example order.
+    """
+    digest = hashlib.sha1()
+    for weight in teacher.model.weights:
+        digest.update(weight.name.encode())
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    for name in sorted(features.flat):
+        digest.update(np.ascontiguousarray(features.flat[name]).tobytes())
+    digest.update(np.ascontiguousarray(features.lengths).tobytes())
+    digest.update(f"{batch_size}/{tf_keras.mixed_precision.global_policy().name}".encode())
+    path = os.path.join(folder, f"teacher_logits_{digest.hexdigest()[:20]}.npy")
+    if os.path.exists(path):
+        print(f"Reusing the teacher's logits on {len(features)} training examples from "
+              f"{path}.")
+        return np.load(path)
+    started = time.perf_counter()
+    logits, _ = predict_logits(teacher, features, batch_size, timed=False)
+    os.makedirs(folder, exist_ok=True)
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "wb") as handle:
+        np.save(handle, logits)
+    os.replace(partial, path)  # atomic: runs sharing the folder never read half a file
+    print(f"Cached the teacher's logits on {len(logits)} training examples in "
+          f"{time.perf_counter() - started:.1f} s.")
+    return logits
 
 
 # --------------------------------------------------------------------------- evaluate

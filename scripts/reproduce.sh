@@ -77,13 +77,15 @@ student() {  # task, method, layers, seed
   local task=$1 method=$2 layers=$3 seed=$4
   # shellcheck disable=SC2046
   run "$OUT/$task/${method}_L${layers}_s${seed}" --task="$task" --mode=pipeline \
+    --cache_dir="$OUT/$task/cache" \
     --teacher="$OUT/$task/teacher/teacher" --teacher_finetuned \
     --student_layers="$layers" --seed="$seed" $(method_flags "$method" "$layers")
 }
 
 for task in $TASKS; do
   # shellcheck disable=SC2046
-  run "$OUT/$task/teacher" --task="$task" --mode=train_teacher $(teacher_flags "$task")
+  run "$OUT/$task/teacher" --task="$task" --mode=train_teacher --cache_dir="$OUT/$task/cache" \
+    $(teacher_flags "$task")
   for seed in $SEEDS; do
     for method in $METHODS; do
       student "$task" "$method" "$STUDENT_LAYERS" "$seed"

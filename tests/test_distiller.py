@@ -192,3 +192,31 @@ def test_regression_distils_with_squared_error():
     np.testing.assert_allclose(total.numpy(), (t - s) ** 2 + 0.5 * (y.numpy() - s) ** 2,
                                rtol=1e-5)
     assert np.isfinite(model.train_on_batch(x, y, return_dict=True)["loss"])
+
+
+def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
+        synthetic_features, tmp_path, monkeypatch):
+    """The first run writes the logits; a second run with the same teacher and data reads
+    them without running the teacher; a changed teacher gets its own file."""
+    from kd_keras import pipeline
+
+    own_teacher = tiny_teacher(seed=3)
+    expected, _ = pipeline.predict_logits(own_teacher, synthetic_features, 32, timed=False)
+    first = pipeline.cached_teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
+    np.testing.assert_array_equal(first, expected)
+    assert len(list(tmp_path.glob("teacher_logits_*.npy"))) == 1
+
+    def no_teacher_run(*args, **kwargs):
+        raise AssertionError("the teacher ran although its logits were cached")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "predict_logits", no_teacher_run)
+        again = pipeline.cached_teacher_logits(own_teacher, synthetic_features, 32,
+                                               str(tmp_path))
+    np.testing.assert_array_equal(again, expected)
+
+    kernel = own_teacher.model.weights[-2]
+    kernel.assign(kernel + 1.0)
+    changed = pipeline.cached_teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
+    assert len(list(tmp_path.glob("teacher_logits_*.npy"))) == 2
+    assert not np.allclose(changed, expected)
