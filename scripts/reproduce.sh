@@ -11,8 +11,8 @@
 # full study.  Resumable: a finished run (results.json present) is skipped, an interrupted
 # one resumes from its backup, so rerun the same command after any interruption.
 # Environment: OUT (output folder, default runs/study), PYTHON (default python),
-# TASKS, SEEDS, METHODS, SWEEP_LAYERS override the lists below (SWEEP_LAYERS="" skips
-# the depth sweep, which only runs when its task is among TASKS).
+# TASKS, SEEDS, METHODS, SWEEP_LAYERS, SWEEP_METHODS override the lists below
+# (SWEEP_LAYERS="" skips the depth sweep, which only runs when its task is among TASKS).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -93,12 +93,13 @@ for task in $TASKS; do
   done
 done
 
-# Student depth sweep: standard KD against the stacked schedule with soft labels in
-# every stage, one seed per depth beyond the main runs.
+# Student depth sweep: standard KD against sid, the best internal KD of the main MRPC
+# runs (RESULTS.md), one seed per depth beyond the main runs.
+SWEEP_METHODS=${SWEEP_METHODS-"kd sid"}
 first_seed=${SEEDS%% *}
 [[ " $TASKS " == *" $SWEEP_TASK "* ]] || SWEEP_LAYERS=""
 for layers in $SWEEP_LAYERS; do
-  for method in kd sid_kd; do
+  for method in $SWEEP_METHODS; do
     student "$SWEEP_TASK" "$method" "$layers" "$first_seed"
   done
 done

@@ -127,20 +127,18 @@ def depth_figure(runs: List[Dict], task: str, path: str) -> bool:
     spec = get_task(task)
     main = spec.metrics[0]
     fig, axis = plt.subplots(figsize=(5, 3.5))
-    plotted = False
-    for method, style in (("kd", "o--"), ("sid_kd", "s-")):
-        points = {}
-        for run in runs:
-            if run["method"] == method:
-                value = score(spec.metrics, run["labels"], run["student_logits"])[main]
-                points.setdefault(run["layers"], []).append(100 * value)
-        if points:
-            depths = sorted(points)
-            axis.plot(depths, [np.mean(points[d]) for d in depths], style,
-                      label=METHOD_NAMES[method])
-            plotted = True
-    if not plotted:
+    points = {}  # method -> student layers -> dev scores of its seeds
+    for run in runs:
+        value = score(spec.metrics, run["labels"], run["student_logits"])[main]
+        points.setdefault(run["method"], {}).setdefault(run["layers"], []).append(100 * value)
+    # Only the methods of the sweep: those run at more than one depth.
+    swept = [m for m in METHOD_NAMES if len(points.get(m, {})) > 1]
+    if not swept:
         return False
+    for method, style in zip(swept, ("o--", "s-", "^-.", "d:", "v-", "x--")):
+        depths = sorted(points[method])
+        axis.plot(depths, [np.mean(points[method][d]) for d in depths], style,
+                  label=METHOD_NAMES[method])
     axis.set_xlabel("student layers")
     axis.set_ylabel(f"dev {main} (%)")
     axis.set_xticks(sorted({r["layers"] for r in runs}))

@@ -25,13 +25,19 @@ def test_reduced_study_runs_then_resumes_without_redoing_work(tmp_path):
     assert "majority class" in tables and "(reference)" in tables
     assert (tmp_path / "student_depth.png").stat().st_size > 1000
     runs = sorted(p.name for p in (tmp_path / "synthetic").iterdir())
-    assert runs == sorted(["teacher", "finetune_L2_s0", "kd_L2_s0", "all_L2_s0", "pid_L2_s0",
-                           "sid_L2_s0", "sid_kd_L2_s0", "kd_L1_s0", "sid_kd_L1_s0"])
+    assert runs == sorted(["cache", "teacher", "finetune_L2_s0", "kd_L2_s0", "all_L2_s0",
+                           "pid_L2_s0", "sid_L2_s0", "sid_kd_L2_s0", "kd_L1_s0", "sid_L1_s0"])
     # Every method had the same budget of epochs: 2 stages x 1 + 1 classifier epoch.
-    for run in (r for r in runs if r != "teacher"):
-        log = (tmp_path / "synthetic" / run / "log.txt").read_text()
+    logs = {}
+    for run in (r for r in runs if r not in ("teacher", "cache")):
+        logs[run] = (tmp_path / "synthetic" / run / "log.txt").read_text()
         layers = int(run.split("_L")[1][0])
-        assert f"Epoch {layers + 1}/{layers + 1}" in log, run
+        assert f"Epoch {layers + 1}/{layers + 1}" in logs[run], run
+    # The runs share one cache: the teacher's logits are computed by the first run that
+    # needs them and read from disk by the others.
+    computed = sum("Cached the teacher's logits" in log for log in logs.values())
+    reused = sum("Reusing the teacher's logits" in log for log in logs.values())
+    assert computed == 1 and reused >= 4, (computed, reused)
 
     # Interrupted work: one run lost its results; a rerun redoes only that one.
     os.remove(tmp_path / "synthetic" / "pid_L2_s0" / "results.json")
