@@ -53,7 +53,7 @@ def _path(config: RunConfig, *parts: str) -> str:
 
 def cache_dir(config: RunConfig) -> str:
     """Where tokenized data, unpacked models and teacher logits are cached."""
-    return config.train.cache_dir or cache_dir(config)
+    return config.train.cache_dir or _path(config, "cache")
 
 
 def _verbose() -> int:
