@@ -1,8 +1,8 @@
 """tf.distribute: strategy names, and one mirrored step equal to one single-device step."""
 
 import os
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 
@@ -42,7 +42,7 @@ def test_multi_worker_script_runs_two_local_workers(tmp_path):
     # backup fails with NotFoundError on a checkpoint temp file under model_dir/backup
     # (a race between the workers' backups); a second attempt gets past it.  Remove the
     # retry once the race is fixed.
-    for attempt in range(2):
+    for _ in range(2):
         shutil.rmtree(tmp_path, ignore_errors=True)
         result = subprocess.run([sys.executable, script, f"--model_dir={tmp_path}"],
                                 capture_output=True, text=True, timeout=600)
