@@ -53,14 +53,36 @@ def get_strategy(name: str = "default", num_gpus: int = 0,
     return tf.distribute.TPUStrategy(resolver)
 
 
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process owns the shared outputs: the chief, or the only process."""
+    extended = strategy.extended
+    return not extended._in_multi_worker_mode() or extended.should_checkpoint
+
+
+def wait_for_all_workers(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker of a multi-worker run has called it (a no-op otherwise).
+
+    A cross-replica sum cannot finish before every replica joins it, so it serves as a
+    barrier: e.g. before the chief removes a folder that other workers still write to.
+    """
+    if not strategy.extended._in_multi_worker_mode():
+        return
+
+    @tf.function
+    def one_sum():
+        ones = strategy.run(lambda: tf.constant(1.0))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    one_sum()
+
+
 def worker_folder(model_dir: str, strategy: tf.distribute.Strategy) -> str:
     """Where this process writes: model_dir on the chief (or alone), a subfolder elsewhere.
 
     Every worker of a multi-worker run executes the whole program; only the chief's
     outputs are kept, the others write to model_dir/workers/<index> (same layout).
     """
-    extended = strategy.extended
-    if not extended._in_multi_worker_mode() or extended.should_checkpoint:
+    if is_chief(strategy):
         return model_dir
     resolver = strategy.cluster_resolver
     return os.path.join(model_dir, "workers", f"{resolver.task_type}_{resolver.task_id}")

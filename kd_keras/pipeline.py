@@ -29,10 +29,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from kd_keras import callbacks, data, distiller, export, models, schedules
+from kd_keras import callbacks, data, distiller, distribute, export, models, schedules
 from kd_keras import metrics as glue_metrics
 from kd_keras.config import TINY_TEACHER, RunConfig
-from kd_keras.distribute import get_strategy
 from kd_keras.tasks import TaskSpec, get_task
 
 
@@ -108,6 +107,24 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message says what to change."""
 
 
+def remove_backup(backup_root: str, run_name: str, strategy) -> None:
+    """Removes a finished run's backup: nothing is left to resume.
+
+    Every worker backs up into the same backup_root (the chief's folder, which all of
+    them resume from), so only the chief removes it, and only after every worker has
+    finished writing its last backup: a worker that removed it as soon as its own fit()
+    returned deleted the other worker's checkpoint while it was being written.
+    """
+    distribute.wait_for_all_workers(strategy)
+    if not distribute.is_chief(strategy):
+        return
+    shutil.rmtree(os.path.join(backup_root, run_name), ignore_errors=True)
+    try:
+        os.rmdir(backup_root)  # only if empty: another run's backup may still be there
+    except OSError:
+        pass
+
+
 def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning_rate: float,
          run_name: str, extra_callbacks: List, strategy, output_dir: str,
          extra_features: Optional[Dict[str, np.ndarray]] = None) -> Dict:
@@ -147,11 +164,7 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
                      + [tensorboard, backup.closing_callback()])
     history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         validation_data=dev_ds, callbacks=callback_list, verbose=_verbose())
-    shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
-    try:
-        os.rmdir(backup_root)  # only if empty; other workers may have removed it already
-    except OSError:
-        pass
+    remove_backup(backup_root, run_name, strategy)
     if nan_guard.failed_at is not None:
         shutil.rmtree(output_dir, ignore_errors=True)
         epoch, batch = nan_guard.failed_at
@@ -209,7 +222,8 @@ def train_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAda
     # The marker goes last: only a finished fine-tuning counts as a fine-tuned teacher
     # (an interrupted one resumes from its backup instead).
     with open(os.path.join(best_dir, "kd_keras_task.json"), "w", encoding="utf-8") as f:
-        json.dump({"task": task.spec.name, "dev": evaluator.best}, f)
+        json.dump({"task": task.spec.name, "dev": evaluator.best,
+                   "dev_history": evaluator.history}, f)
     with strategy.scope():
         return models.load_pretrained(best_dir, task.spec.num_labels, cache_dir(config))
 
@@ -442,4 +456,4 @@ def export_student_model(config: RunConfig, student: models.BertAdapter, tokeniz
 
 def strategy_for(config: RunConfig):
     t = config.train
-    return get_strategy(t.distribution_strategy, t.num_gpus, t.tpu)
+    return distribute.get_strategy(t.distribution_strategy, t.num_gpus, t.tpu)

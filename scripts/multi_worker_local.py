@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,11 +41,13 @@ def main() -> int:
     parser.add_argument("extra", nargs="*", help="more kd_keras flags, after --")
     args = parser.parse_args()
     workers = [f"localhost:{port}" for port in free_ports(2)]
+    log_dir = tempfile.mkdtemp(prefix="kd_multi_worker_")
+    log_paths = [os.path.join(log_dir, f"worker_{index}.log") for index in range(len(workers))]
     processes, logs = [], []
     for index in range(len(workers)):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), PYTHONUNBUFFERED="1")
-        log = open(os.path.join("/tmp", f"kd_multi_worker_{index}.log"), "w")
+        log = open(log_paths[index], "w")
         logs.append(log)
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "kd_keras.main", *TINY_JOB,
@@ -63,7 +66,10 @@ def main() -> int:
     results = os.path.join(args.model_dir, "results.json")
     ok = codes == [0, 0] and os.path.exists(results)
     for index, code in enumerate(codes):
-        print(f"worker {index}: exit {code}, log /tmp/kd_multi_worker_{index}.log")
+        print(f"worker {index}: exit {code}, log {log_paths[index]}")
+        if code != 0:
+            with open(log_paths[index]) as handle:
+                print("".join(handle.readlines()[-25:]))
     if ok:
         with open(results) as handle:
             report = json.load(handle)

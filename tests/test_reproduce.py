@@ -1,6 +1,7 @@
 """scripts/reproduce.sh, reduced (synthetic task, tiny teacher, one seed): runs, resumes."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,27 +11,29 @@ METHOD_ROWS = ("student fine-tuned alone", "standard KD", "internal KD, all laye
                "internal KD, pid", "internal KD, sid |", "sid + soft labels every stage")
 
 
-def reproduce(out):
-    env = dict(os.environ, REDUCED="1", OUT=str(out), PYTHON=sys.executable)
+def reproduce(out, record):
+    env = dict(os.environ, REDUCED="1", OUT=str(out), RECORD=str(record),
+               PYTHON=sys.executable)
     return subprocess.run(["bash", os.path.join(REPO, "scripts", "reproduce.sh")], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_reduced_study_runs_then_resumes_without_redoing_work(tmp_path):
-    first = reproduce(tmp_path)
+    out, record = tmp_path / "out", tmp_path / "record"
+    first = reproduce(out, record)
     assert first.returncode == 0, first.stdout + first.stderr
-    tables = (tmp_path / "study_tables.md").read_text()
+    tables = (record / "study_tables.md").read_text()
     for row in METHOD_ROWS:
         assert row in tables, row
     assert "majority class" in tables and "(reference)" in tables
-    assert (tmp_path / "student_depth.png").stat().st_size > 1000
-    runs = sorted(p.name for p in (tmp_path / "synthetic").iterdir())
+    assert (record / "student_depth.png").stat().st_size > 1000
+    runs = sorted(p.name for p in (out / "synthetic").iterdir())
     assert runs == sorted(["cache", "teacher", "finetune_L2_s0", "kd_L2_s0", "all_L2_s0",
                            "pid_L2_s0", "sid_L2_s0", "sid_kd_L2_s0", "kd_L1_s0", "sid_L1_s0"])
     # Every method had the same budget of epochs: 2 stages x 1 + 1 classifier epoch.
     logs = {}
     for run in (r for r in runs if r not in ("teacher", "cache")):
-        logs[run] = (tmp_path / "synthetic" / run / "log.txt").read_text()
+        logs[run] = (out / "synthetic" / run / "log.txt").read_text()
         layers = int(run.split("_L")[1][0])
         assert f"Epoch {layers + 1}/{layers + 1}" in logs[run], run
     # The runs share one cache: the teacher's logits are computed by the first run that
@@ -39,9 +42,25 @@ def test_reduced_study_runs_then_resumes_without_redoing_work(tmp_path):
     reused = sum("Reusing the teacher's logits" in log for log in logs.values())
     assert computed == 1 and reused >= 4, (computed, reused)
 
-    # Interrupted work: one run lost its results; a rerun redoes only that one.
-    os.remove(tmp_path / "synthetic" / "pid_L2_s0" / "results.json")
-    second = reproduce(tmp_path)
+    # The record keeps each finished run's small files, and the teacher's dev history.
+    for run in logs:
+        assert (record / "synthetic" / run / "results.json").exists(), run
+        assert (record / "synthetic" / run / "dev_predictions.npz").exists(), run
+    assert "dev_history" in (record / "synthetic" / "teacher" / "teacher" /
+                             "kd_keras_task.json").read_text()
+
+    # Interrupted work: one run is missing from the record; a rerun redoes only that one.
+    os.remove(record / "synthetic" / "pid_L2_s0" / "results.json")
+    second = reproduce(out, record)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert second.stdout.count("run:  ") == 1 and "run:  " + str(tmp_path) in second.stdout
+    assert second.stdout.count("run:  ") == 1 and "run:  " + str(out) in second.stdout
     assert "pid_L2_s0" in [l for l in second.stdout.splitlines() if l.startswith("run:")][0]
+
+    # The run folders are lost (a new machine): every run is recorded, so nothing reruns,
+    # not even the teacher, and the tables come from the record alone.
+    shutil.rmtree(out)
+    os.remove(record / "study_tables.md")
+    third = reproduce(out, record)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "run:  " not in third.stdout
+    assert "(reference)" in (record / "study_tables.md").read_text()
