@@ -47,6 +47,17 @@ def load_runs(task_dir: str) -> List[Dict]:
     return runs
 
 
+def other_teacher_runs(runs: List[Dict]) -> List[str]:
+    """Runs whose teacher's dev logits differ from the first run's: another teacher.
+
+    A task's runs are only comparable when they distilled the same fine-tuned teacher
+    (a lost run folder means fine-tuning it again, which need not give the same weights).
+    """
+    reference = runs[0]["teacher_logits"]
+    return [f"{r['method']}_L{r['layers']}_s{r['seed']}" for r in runs
+            if not np.allclose(r["teacher_logits"], reference, atol=1e-4)]
+
+
 def teacher_line(task_dir: str, main: str) -> List[str]:
     """The teacher's dev score by fine-tuning epoch, from its kd_keras_task.json."""
     path = os.path.join(task_dir, "teacher", "teacher", "kd_keras_task.json")
@@ -181,6 +192,10 @@ def main() -> int:
         if not runs:
             continue
         layers = max(r["layers"] for r in runs)
+        mixed = other_teacher_runs(runs)
+        if mixed:
+            lines += [f"**Warning:** {task} runs {', '.join(mixed)} distilled another "
+                      "teacher than the first run; rerun them with the same teacher.", ""]
         lines += task_table(task, runs, layers, args.bootstrap_samples)
         lines += teacher_line(task_dir, get_task(task).metrics[0])
         if task == args.sweep_task:
