@@ -163,7 +163,7 @@ def _predict(config, pipeline, tokenizer) -> int:
     examples, skipped = data.read_glue_tsv(FLAGS.predict_file, spec, config.data.skip_bad_rows)
     features = data.tokenize(examples, tokenizer, config.data.max_seq_length,
                              regression=spec.is_regression)
-    logits, _ = pipeline.predict_logits(student, features, config.data.eval_batch_size)
+    logits = pipeline.predict_logits(student, features, config.data.eval_batch_size)
     tmp = FLAGS.output_file + ".tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write("index\tprediction\n")

@@ -326,7 +326,7 @@ def cached_teacher_logits(teacher: models.BertAdapter, features: data.Features,
               f"{path}.")
         return np.load(path)
     started = time.perf_counter()
-    logits, _ = predict_logits(teacher, features, batch_size, timed=False)
+    logits = predict_logits(teacher, features, batch_size)
     os.makedirs(folder, exist_ok=True)
     partial = f"{path}.{os.getpid()}.tmp"
     with open(partial, "wb") as handle:
@@ -340,30 +340,50 @@ def cached_teacher_logits(teacher: models.BertAdapter, features: data.Features,
 # --------------------------------------------------------------------------- evaluate
 
 
-def predict_logits(adapter: models.BertAdapter, features: data.Features,
-                   batch_size: int, timed: bool = True) -> Tuple[np.ndarray, float]:
-    """Logits float32 [n, labels] in example order, and examples per second.
+def _logits_function(adapter: models.BertAdapter):
+    """A traced forward: features, each int [batch, seq] -> float32 logits [batch, labels]."""
+    spec = {name: tf.TensorSpec([None, None], tf.int32) for name in data.FEATURE_NAMES}
+    return tf.function(lambda x: tf.cast(adapter.logits(x, training=False), tf.float32),
+                       input_signature=[spec])
 
-    With ``timed`` a first pass traces and warms up, then timed passes run until a second
-    has been measured.  Without, it is run once and the speed is NaN.
+
+def predict_logits(adapter: models.BertAdapter, features: data.Features,
+                   batch_size: int) -> np.ndarray:
+    """Logits float32 [n, labels] in example order."""
+    dataset = data.make_dataset(features, batch_size, training=False)
+    forward = _logits_function(adapter)
+    return np.concatenate([forward(x).numpy() for x, _ in dataset])
+
+
+def logits_and_speeds(adapters: Dict[str, models.BertAdapter], features: data.Features,
+                      batch_size: int, min_rounds: int = 3, min_seconds: float = 1.0
+                      ) -> Tuple[Dict[str, np.ndarray], Dict[str, float]]:
+    """Each model's logits on ``features`` and its examples per second, timed side by side.
+
+    The logits (float32 [n, labels] in example order) come from a first, untimed pass
+    (tracing, warm-up). Then every round times one pass of each model, in reverse order
+    every other round, until ``min_rounds`` rounds are done and each model has been timed
+    for ``min_seconds`` (small dev sets pass in a fraction of a second, where timer noise
+    dominates). A model's speed comes from its median pass, so a burst of load from
+    another process spoils a round, not the comparison.
     """
     dataset = data.make_dataset(features, batch_size, training=False)
-    spec = {name: tf.TensorSpec([None, None], tf.int32) for name in data.FEATURE_NAMES}
-    forward = tf.function(lambda x: tf.cast(adapter.logits(x, training=False), tf.float32),
-                          input_signature=[spec])
-    if not timed:
-        return np.concatenate([forward(x).numpy() for x, _ in dataset]), float("nan")
-    for x, _ in dataset:
-        forward(x)
-    # Small dev sets pass in a fraction of a second, where timer noise dominates: repeat
-    # the timed pass until a second has been measured.
-    passes, elapsed = 0, 0.0
-    while passes == 0 or elapsed < 1.0:
-        start = time.perf_counter()
-        outputs = [forward(x).numpy() for x, _ in dataset]
-        elapsed += time.perf_counter() - start
-        passes += 1
-    return np.concatenate(outputs), passes * len(features) / max(elapsed, 1e-9)
+    forwards = {name: _logits_function(adapter) for name, adapter in adapters.items()}
+    logits = {name: np.concatenate([forward(x).numpy() for x, _ in dataset])
+              for name, forward in forwards.items()}
+    passes = {name: [] for name in forwards}
+    order = list(forwards)
+    while (len(passes[order[0]]) < min_rounds
+           or min(sum(times) for times in passes.values()) < min_seconds):
+        for name in order:
+            start = time.perf_counter()
+            for x, _ in dataset:
+                forwards[name](x).numpy()
+            passes[name].append(time.perf_counter() - start)
+        order.reverse()
+    speeds = {name: len(features) / max(float(np.median(times)), 1e-9)
+              for name, times in passes.items()}
+    return logits, speeds
 
 
 def attention_kl_per_layer(teacher, student, mapping, task: TaskData,
@@ -384,14 +404,14 @@ def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
              student: models.BertAdapter) -> Dict:
     """Dev metrics, parameter counts, speed and attention KL of teacher and student."""
     spec, batch = task.spec, config.data.eval_batch_size
-    report, dev_logits = {}, {}
-    for name, adapter in (("teacher", teacher), ("student", student)):
-        logits, speed = predict_logits(adapter, task.dev, batch)
-        dev_logits[name] = logits
-        report[name] = {"dev": glue_metrics.compute(spec.metrics, task.dev.labels, logits,
-                                                    spec.is_regression),
+    report = {}
+    models_by_name = {"teacher": teacher, "student": student}
+    dev_logits, speeds = logits_and_speeds(models_by_name, task.dev, batch)
+    for name, adapter in models_by_name.items():
+        report[name] = {"dev": glue_metrics.compute(spec.metrics, task.dev.labels,
+                                                    dev_logits[name], spec.is_regression),
                         "parameters": adapter.count_params(), "layers": adapter.num_layers,
-                        "examples_per_second": speed}
+                        "examples_per_second": speeds[name]}
     mapping = models.layer_mapping(teacher.num_layers, student.num_layers,
                                    config.model.layer_map)
     per_layer = attention_kl_per_layer(teacher, student, mapping, task, batch)

@@ -89,7 +89,7 @@ def test_training_with_the_logit_cache_equals_training_without(teacher, syntheti
     and the cached kd stage runs no teacher layer at all."""
     from kd_keras import pipeline
 
-    logits, _ = pipeline.predict_logits(teacher, synthetic_features, 32, timed=False)
+    logits = pipeline.predict_logits(teacher, synthetic_features, 32)
     weights = []
     for extra in (None, {distiller.TEACHER_LOGITS: logits}):
         tf_keras.utils.set_random_seed(0)
@@ -194,6 +194,21 @@ def test_regression_distils_with_squared_error():
     assert np.isfinite(model.train_on_batch(x, y, return_dict=True)["loss"])
 
 
+def test_logits_and_speeds_give_each_models_own_logits(teacher, synthetic_features):
+    from kd_keras import pipeline
+
+    student = tiny_teacher(num_layers=1, seed=5)
+    logits, speeds = pipeline.logits_and_speeds({"teacher": teacher, "student": student},
+                                                synthetic_features, 32, min_seconds=0.05)
+    for name, model in (("teacher", teacher), ("student", student)):
+        np.testing.assert_allclose(logits[name],
+                                   pipeline.predict_logits(model, synthetic_features, 32),
+                                   rtol=0, atol=1e-6)
+        assert logits[name].shape == (len(synthetic_features), 2)
+        assert np.isfinite(speeds[name]) and speeds[name] > 0
+    assert not np.allclose(logits["teacher"], logits["student"])
+
+
 def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
         synthetic_features, tmp_path, monkeypatch):
     """The first run writes the logits; a second run with the same teacher and data reads
@@ -201,7 +216,7 @@ def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
     from kd_keras import pipeline
 
     own_teacher = tiny_teacher(seed=3)
-    expected, _ = pipeline.predict_logits(own_teacher, synthetic_features, 32, timed=False)
+    expected = pipeline.predict_logits(own_teacher, synthetic_features, 32)
     first = pipeline.cached_teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
     np.testing.assert_array_equal(first, expected)
     assert len(list(tmp_path.glob("teacher_logits_*.npy"))) == 1
