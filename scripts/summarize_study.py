@@ -149,31 +149,47 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
 
 
 def depth_figure(runs: List[Dict], task: str, path: str) -> bool:
+    """Dev metric vs student layers, one panel per metric, for the swept methods.
+
+    A point is the mean over the seeds run at that depth (error bar: their std); the
+    teacher and the majority class are drawn as horizontal lines for scale.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     spec = get_task(task)
-    main = spec.metrics[0]
-    fig, axis = plt.subplots(figsize=(5, 3.5))
-    points = {}  # method -> student layers -> dev scores of its seeds
+    names = [m for m in spec.metrics if m in ("accuracy", "f1")] or list(spec.metrics)
+    points = {}  # method -> student layers -> list of {metric: dev score} over seeds
     for run in runs:
-        value = score(spec.metrics, run["labels"], run["student_logits"])[main]
-        points.setdefault(run["method"], {}).setdefault(run["layers"], []).append(100 * value)
+        values = score(names, run["labels"], run["student_logits"])
+        points.setdefault(run["method"], {}).setdefault(run["layers"], []).append(values)
     # Only the methods of the sweep: those run at more than one depth.
     swept = [m for m in METHOD_NAMES if len(points.get(m, {})) > 1]
     if not swept:
         return False
-    for method, style in zip(swept, ("o--", "s-", "^-.", "d:", "v-", "x--")):
-        depths = sorted(points[method])
-        axis.plot(depths, [np.mean(points[method][d]) for d in depths], style,
-                  label=METHOD_NAMES[method])
-    axis.set_xlabel("student layers")
-    axis.set_ylabel(f"dev {main} (%)")
-    axis.set_xticks(sorted({r["layers"] for r in runs}))
-    axis.set_title(f"{task.upper()}: student depth")
-    axis.legend()
+    labels = runs[0]["labels"]
+    teacher = score(names, labels, runs[0]["teacher_logits"])
+    majority = np.bincount(labels.astype(int)).argmax()
+    baseline = score(names, labels, np.eye(spec.num_labels)[np.full(len(labels), majority)])
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    for axis, metric in zip(axes[0], names):
+        for method, style in zip(swept, ("o--", "s-", "^-.", "d:", "v-", "x--")):
+            depths = sorted(points[method])
+            scores = [[100 * v[metric] for v in points[method][d]] for d in depths]
+            seeds = "/".join(str(len(s)) for s in scores)
+            axis.errorbar(depths, [np.mean(s) for s in scores], [np.std(s) for s in scores],
+                          fmt=style, capsize=3,
+                          label=f"{METHOD_NAMES[method]} (seeds {seeds})")
+        axis.axhline(100 * teacher[metric], color="gray", linestyle=":", label="teacher")
+        axis.axhline(100 * baseline[metric], color="black", linestyle=":",
+                     label="majority class")
+        axis.set_xlabel("student layers")
+        axis.set_ylabel(f"dev {metric} (%)")
+        axis.set_xticks(sorted({r["layers"] for r in runs}))
+        axis.set_title(f"{task.upper()}: student depth, dev {metric}")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return True
