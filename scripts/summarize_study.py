@@ -148,6 +148,48 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
     return lines
 
 
+def depth_table(task: str, runs: List[Dict], samples: int) -> List[str]:
+    """Markdown rows of the depth sweep: the swept methods' dev scores per student depth,
+    and each method's difference to standard KD with its paired-bootstrap 95% interval."""
+    spec = get_task(task)
+    names = [m for m in spec.metrics if m in ("accuracy", "f1")] or list(spec.metrics)
+    main = names[-1]  # accuracy where the task reports it: F1's majority baseline is high
+    depths = {}  # method -> layers -> runs
+    for run in runs:
+        depths.setdefault(run["method"], {}).setdefault(run["layers"], []).append(run)
+    swept = [m for m in METHOD_NAMES if len(depths.get(m, {})) > 1]
+    if "kd" not in swept or len(swept) < 2:
+        return []
+    labels = runs[0]["labels"]
+    lines = [f"### {task.upper()} student depth sweep", "",
+             "| student layers | " + " | ".join(
+                 f"{METHOD_NAMES[m]} {' / '.join(names)} (seeds)" for m in swept)
+             + " | " + " | ".join(f"{METHOD_NAMES[m]} - standard KD {main} [95% CI]"
+                                  for m in swept if m != "kd") + " |",
+             "|" + "---|" * (2 * len(swept))]
+    for layers in sorted(depths["kd"]):
+        cells, gaps = [], []
+        for method in swept:
+            group = depths[method].get(layers, [])
+            means = {m: np.mean([100 * score(names, labels, r["student_logits"])[m]
+                                 for r in group]) for m in names} if group else {}
+            cells.append(" / ".join(f"{means[m]:.1f}" for m in names) + f" ({len(group)})"
+                         if group else "")
+            if method != "kd":
+                if not group:
+                    gaps.append("")
+                    continue
+                baseline = depths["kd"][layers]
+                low, high = bootstrap_difference(main, names, labels, group, baseline,
+                                                 samples)
+                kd_mean = np.mean([100 * score(names, labels, r["student_logits"])[main]
+                                   for r in baseline])
+                gaps.append(f"{means[main] - kd_mean:+.1f} [{100 * low:+.1f}, "
+                            f"{100 * high:+.1f}]")
+        lines.append(f"| {layers} | " + " | ".join(cells + gaps) + " |")
+    return lines + [""]
+
+
 def depth_figure(runs: List[Dict], task: str, path: str) -> bool:
     """Dev metric vs student layers, one panel per metric, for the swept methods.
 
@@ -220,6 +262,7 @@ def main() -> int:
         lines += teacher_line(task_dir, get_task(task).metrics[0])
         if task == args.sweep_task:
             sweep_runs = runs
+            lines += depth_table(task, runs, args.bootstrap_samples)
     table_path = os.path.join(args.out, "study_tables.md")
     with open(table_path, "w") as handle:
         handle.write("\n".join(lines) + "\n")

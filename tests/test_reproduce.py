@@ -26,6 +26,7 @@ def test_reduced_study_runs_then_resumes_without_redoing_work(tmp_path):
     for row in METHOD_ROWS:
         assert row in tables, row
     assert "majority class" in tables and "(reference)" in tables
+    assert "student depth sweep" in tables and "| 1 | " in tables
     assert (record / "student_depth.png").stat().st_size > 1000
     runs = sorted(p.name for p in (out / "synthetic").iterdir())
     assert runs == sorted(["cache", "teacher", "finetune_L2_s0", "kd_L2_s0", "all_L2_s0",
