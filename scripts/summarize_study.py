@@ -77,6 +77,17 @@ def score(metric_names, labels, logits) -> Dict[str, float]:
     return glue_metrics.compute(metric_names, labels, logits, regression=False)
 
 
+def reported_metrics(spec) -> List[str]:
+    """The task's metrics shown in the tables: accuracy and F1 where GLUE reports them."""
+    return [m for m in spec.metrics if m in ("accuracy", "f1")] or list(spec.metrics)
+
+
+def majority_scores(metric_names, labels, num_labels: int) -> Dict[str, float]:
+    """Scores of always predicting the most frequent dev label."""
+    majority = np.bincount(labels.astype(int)).argmax()
+    return score(metric_names, labels, np.eye(num_labels)[np.full(len(labels), majority)])
+
+
 def bootstrap_difference(metric: str, metric_names, labels, method_runs, baseline_runs,
                          samples: int = 2000, seed: int = 0):
     """95% interval of mean(metric of method) - mean(metric of baseline) over seeds."""
@@ -95,7 +106,7 @@ def bootstrap_difference(metric: str, metric_names, labels, method_runs, baselin
 
 def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[str]:
     spec = get_task(task)
-    names = [m for m in spec.metrics if m in ("accuracy", "f1")] or list(spec.metrics)
+    names = reported_metrics(spec)
     main = names[0]
     runs = [r for r in runs if r["layers"] == layers]
     if not runs:
@@ -103,8 +114,7 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
     labels = runs[0]["labels"]
     first = runs[0]["results"]
     teacher = score(names, labels, runs[0]["teacher_logits"])
-    majority = np.bincount(labels.astype(int)).argmax()
-    baseline = score(names, labels, np.eye(spec.num_labels)[np.full(len(labels), majority)])
+    baseline = majority_scores(names, labels, spec.num_labels)
     header = "| method | seeds | " + " | ".join(f"dev {m}" for m in names) + \
         " | attention KL | " + f"{main} - standard KD [95% CI] |"
     lines = [f"### {task.upper()} ({len(labels)} dev examples), {layers}-layer student", "",
@@ -152,7 +162,7 @@ def depth_table(task: str, runs: List[Dict], samples: int) -> List[str]:
     """Markdown rows of the depth sweep: the swept methods' dev scores per student depth,
     and each method's difference to standard KD with its paired-bootstrap 95% interval."""
     spec = get_task(task)
-    names = [m for m in spec.metrics if m in ("accuracy", "f1")] or list(spec.metrics)
+    names = reported_metrics(spec)
     main = names[-1]  # accuracy where the task reports it: F1's majority baseline is high
     depths = {}  # method -> layers -> runs
     for run in runs:
@@ -202,7 +212,7 @@ def depth_figure(runs: List[Dict], task: str, path: str) -> bool:
     import matplotlib.pyplot as plt
 
     spec = get_task(task)
-    names = [m for m in spec.metrics if m in ("accuracy", "f1")] or list(spec.metrics)
+    names = reported_metrics(spec)
     points = {}  # method -> student layers -> list of {metric: dev score} over seeds
     for run in runs:
         values = score(names, run["labels"], run["student_logits"])
@@ -213,8 +223,7 @@ def depth_figure(runs: List[Dict], task: str, path: str) -> bool:
         return False
     labels = runs[0]["labels"]
     teacher = score(names, labels, runs[0]["teacher_logits"])
-    majority = np.bincount(labels.astype(int)).argmax()
-    baseline = score(names, labels, np.eye(spec.num_labels)[np.full(len(labels), majority)])
+    baseline = majority_scores(names, labels, spec.num_labels)
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
     for axis, metric in zip(axes[0], names):
         for method, style in zip(swept, ("o--", "s-", "^-.", "d:", "v-", "x--")):
