@@ -50,9 +50,8 @@ else
   # Teacher recipes, warmup 10%, best dev epoch kept (see RESULTS.md).
   teacher_flags() {
     case $1 in
-      mrpc) echo "--teacher_epochs=6 --teacher_learning_rate=1e-4" ;;
       rte) echo "--teacher_epochs=8 --teacher_learning_rate=5e-5" ;;
-      *) echo "--teacher_epochs=3 --teacher_learning_rate=1e-4" ;;
+      *) echo "--teacher_epochs=6 --teacher_learning_rate=1e-4" ;;  # mrpc, qqp
     esac
   }
   STAGE_EPOCHS=1; CLASSIFIER_EPOCHS=3
