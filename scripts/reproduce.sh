@@ -18,6 +18,11 @@
 # TASKS, SEEDS, METHODS, SWEEP_LAYERS, SWEEP_METHODS override the lists below
 # (SWEEP_LAYERS="" skips the depth sweep, which only runs when its task is among TASKS).
 # A task's teacher is fine-tuned only when one of its runs is still missing from RECORD.
+#
+# Several copies may run at once on one OUT, to use cores that one training process
+# leaves idle (RESULTS.md): with flock(1) available, a copy claims each run with a lock,
+# skips runs another copy holds, and waits while another copy fine-tunes the teacher it
+# needs.  The copy that finishes last writes the full tables.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -76,6 +81,22 @@ recorded() {  # folder under OUT: true when RECORD holds its results
   [[ -f "$RECORD/$name/results.json" ]]
 }
 
+# Locks live in OUT/.locks, one file per run folder, and are released when the copy that
+# holds them exits (or its run does, if the copy was killed first).
+LOCK_FD=""
+lock() {  # folder, "wait" or "try": true when this copy holds the folder's lock
+  command -v flock > /dev/null || return 0  # no flock: one copy at a time, unchecked
+  local name=${1#"$OUT"/}
+  mkdir -p "$OUT/.locks"
+  exec {LOCK_FD}> "$OUT/.locks/${name//\//_}.lock"
+  if [[ $2 == wait ]]; then flock "$LOCK_FD"; else flock -n "$LOCK_FD"; fi \
+    || { exec {LOCK_FD}>&-; LOCK_FD=""; return 1; }
+}
+
+unlock() {
+  if [[ -n $LOCK_FD ]]; then exec {LOCK_FD}>&-; LOCK_FD=""; fi
+}
+
 run() {  # folder, flags...: runs (resuming from its backup if interrupted), then records
   local folder=$1; shift
   echo "run:  $folder"
@@ -92,10 +113,13 @@ run() {  # folder, flags...: runs (resuming from its backup if interrupted), the
 }
 
 teacher() {  # task: fine-tuned once into OUT, when a run of the task still needs it
-  [[ -f "$OUT/$1/teacher/teacher/kd_keras_task.json" ]] && return 0
+  local marker="$OUT/$1/teacher/teacher/kd_keras_task.json"
+  [[ -f $marker ]] && return 0
+  lock "$OUT/$1/teacher" wait
   # shellcheck disable=SC2046
-  run "$OUT/$1/teacher" --task="$1" --mode=train_teacher --cache_dir="$OUT/$1/cache" \
-    $(teacher_flags "$1")
+  [[ -f $marker ]] || run "$OUT/$1/teacher" --task="$1" --mode=train_teacher \
+    --cache_dir="$OUT/$1/cache" $(teacher_flags "$1")
+  unlock
 }
 
 student() {  # task, method, layers, seed
@@ -105,11 +129,18 @@ student() {  # task, method, layers, seed
     echo "done: $folder"; return 0
   fi
   teacher "$task"
+  if ! lock "$folder" try; then
+    echo "busy: $folder (another copy of this script is running it)"; return 0
+  fi
+  if recorded "$folder"; then  # finished by another copy since the check above
+    unlock; echo "done: $folder"; return 0
+  fi
   # shellcheck disable=SC2046
   run "$folder" --task="$task" --mode=pipeline \
     --cache_dir="$OUT/$task/cache" \
     --teacher="$OUT/$task/teacher/teacher" --teacher_finetuned \
     --student_layers="$layers" --seed="$seed" $(method_flags "$method" "$layers")
+  unlock
 }
 
 for task in $TASKS; do

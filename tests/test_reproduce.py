@@ -1,5 +1,6 @@
 """scripts/reproduce.sh, reduced (synthetic task, tiny teacher, one seed): runs, resumes."""
 
+import collections
 import os
 import shutil
 import subprocess
@@ -11,11 +12,32 @@ METHOD_ROWS = ("student fine-tuned alone", "standard KD", "internal KD, all laye
                "internal KD, pid", "internal KD, sid |", "sid + soft labels every stage")
 
 
+# Stands in for python in test_two_copies_share_the_runs: records which run folder it was
+# asked to train, takes a second, and leaves what a finished run leaves.
+FAKE_PYTHON = """#!/usr/bin/env bash
+[[ $1 == -m ]] || exit 0  # scripts/summarize_study.py: nothing to summarize
+for arg; do
+  case $arg in --model_dir=*) dir=${arg#--model_dir=} ;; --mode=*) mode=${arg#--mode=} ;; esac
+done
+echo "$dir" >> "$CALLS"
+sleep 1
+if [[ $mode == train_teacher ]]; then
+  mkdir -p "$dir/teacher" && echo '{}' > "$dir/teacher/kd_keras_task.json"
+else
+  echo '{}' > "$dir/results.json"
+fi
+"""
+
+
+def reproduce_env(out, record, python=sys.executable, **extra):
+    return dict(os.environ, REDUCED="1", OUT=str(out), RECORD=str(record), PYTHON=python,
+                **extra)
+
+
 def reproduce(out, record):
-    env = dict(os.environ, REDUCED="1", OUT=str(out), RECORD=str(record),
-               PYTHON=sys.executable)
     return subprocess.run(["bash", os.path.join(REPO, "scripts", "reproduce.sh")], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=900)
+                          env=reproduce_env(out, record), capture_output=True, text=True,
+                          timeout=900)
 
 
 def test_reduced_study_runs_then_resumes_without_redoing_work(tmp_path):
@@ -65,3 +87,31 @@ def test_reduced_study_runs_then_resumes_without_redoing_work(tmp_path):
     assert third.returncode == 0, third.stdout + third.stderr
     assert "run:  " not in third.stdout
     assert "(reference)" in (record / "study_tables.md").read_text()
+
+
+def test_two_copies_share_the_runs(tmp_path):
+    """Two copies started together on one OUT: the teacher is trained once, every run
+    exactly once, and both copies do part of the work."""
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    env = reproduce_env(tmp_path / "out", tmp_path / "record", python=str(fake),
+                        CALLS=str(calls))
+    copies = [subprocess.Popen(["bash", os.path.join(REPO, "scripts", "reproduce.sh")],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [copy.communicate(timeout=120)[0] for copy in copies]
+    assert [copy.returncode for copy in copies] == [0, 0], outputs
+
+    trained = collections.Counter(os.path.basename(line)
+                                  for line in calls.read_text().split())
+    expected = ["teacher", "finetune_L2_s0", "kd_L2_s0", "all_L2_s0", "pid_L2_s0",
+                "sid_L2_s0", "sid_kd_L2_s0", "kd_L1_s0", "sid_L1_s0"]
+    assert trained == collections.Counter(expected), trained
+    for output in outputs:
+        assert any(line.startswith("run:  ") and "teacher" not in line
+                   for line in output.splitlines()), output
+    assert "busy: " in outputs[0] + outputs[1]
+    for run in expected[1:]:
+        assert (tmp_path / "record" / "synthetic" / run / "results.json").exists(), run
