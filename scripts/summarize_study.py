@@ -104,6 +104,22 @@ def bootstrap_difference(metric: str, metric_names, labels, method_runs, baselin
     return np.percentile(differences, [2.5, 97.5])
 
 
+def mean_scores(metric_names, labels, runs) -> Dict[str, float]:
+    """Each metric in points (x100), averaged over the runs' dev predictions."""
+    return {m: np.mean([100 * score(metric_names, labels, r["student_logits"])[m]
+                        for r in runs]) for m in metric_names}
+
+
+def gap_to_kd(metric: str, metric_names, labels, method_runs, kd_runs, samples: int) -> str:
+    """A table cell such as "+4.1 [+2.0, +6.0]": the method's mean ``metric`` minus standard
+    KD's, in points, with its paired-bootstrap 95% interval."""
+    low, high = bootstrap_difference(metric, metric_names, labels, method_runs, kd_runs,
+                                     samples)
+    gap = (mean_scores(metric_names, labels, method_runs)[metric]
+           - mean_scores(metric_names, labels, kd_runs)[metric])
+    return f"{gap:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[str]:
     spec = get_task(task)
     names = reported_metrics(spec)
@@ -126,8 +142,6 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
     by_method = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
-    kd_mean = (np.mean([100 * score(names, labels, r["student_logits"])[main]
-                        for r in by_method["kd"]]) if "kd" in by_method else None)
     for method in METHOD_NAMES:
         group = by_method.get(method)
         if not group:
@@ -140,11 +154,8 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
         interval = ""
         if method == "kd":
             interval = "(reference)"
-        elif kd_mean is not None:
-            low, high = bootstrap_difference(main, names, labels, group, by_method["kd"],
-                                             samples)
-            interval = (f"{np.mean(values[main]) - kd_mean:+.1f} "
-                        f"[{100 * low:+.1f}, {100 * high:+.1f}]")
+        elif "kd" in by_method:
+            interval = gap_to_kd(main, names, labels, group, by_method["kd"], samples)
         lines.append(f"| {METHOD_NAMES[method]} | {len(group)} | " + " | ".join(cells)
                      + f" | {kl} | {interval} |")
     student = first["student"]
@@ -178,24 +189,14 @@ def depth_table(task: str, runs: List[Dict], samples: int) -> List[str]:
                                   for m in swept if m != "kd") + " |",
              "|" + "---|" * (2 * len(swept))]
     for layers in sorted(depths["kd"]):
-        cells, gaps = [], []
-        for method in swept:
-            group = depths[method].get(layers, [])
-            means = {m: np.mean([100 * score(names, labels, r["student_logits"])[m]
-                                 for r in group]) for m in names} if group else {}
+        groups = {m: depths[m].get(layers, []) for m in swept}
+        cells = []
+        for group in groups.values():
+            means = mean_scores(names, labels, group) if group else {}
             cells.append(" / ".join(f"{means[m]:.1f}" for m in names) + f" ({len(group)})"
                          if group else "")
-            if method != "kd":
-                if not group:
-                    gaps.append("")
-                    continue
-                baseline = depths["kd"][layers]
-                low, high = bootstrap_difference(main, names, labels, group, baseline,
-                                                 samples)
-                kd_mean = np.mean([100 * score(names, labels, r["student_logits"])[main]
-                                   for r in baseline])
-                gaps.append(f"{means[main] - kd_mean:+.1f} [{100 * low:+.1f}, "
-                            f"{100 * high:+.1f}]")
+        gaps = [gap_to_kd(main, names, labels, groups[m], groups["kd"], samples)
+                if groups[m] else "" for m in swept if m != "kd"]
         lines.append(f"| {layers} | " + " | ".join(cells + gaps) + " |")
     return lines + [""]
 
