@@ -56,7 +56,8 @@ else
   teacher_flags() {
     case $1 in
       rte) echo "--teacher_epochs=8 --teacher_learning_rate=5e-5" ;;
-      *) echo "--teacher_epochs=6 --teacher_learning_rate=1e-4" ;;  # mrpc, qqp
+      qqp) echo "--teacher_epochs=3 --teacher_learning_rate=1e-4" ;;
+      *) echo "--teacher_epochs=6 --teacher_learning_rate=1e-4" ;;  # mrpc
     esac
   }
   STAGE_EPOCHS=1; CLASSIFIER_EPOCHS=3

@@ -148,7 +148,9 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
             continue
         values = {m: [100 * score(names, labels, r["student_logits"])[m] for r in group]
                   for m in names}
-        cells = [f"{np.mean(v):.1f} ± {np.std(v):.1f}" for v in values.values()]
+        # One seed has no spread to report.
+        cells = [f"{np.mean(v):.1f} ± {np.std(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
+                 for v in values.values()]
         kls = [r["results"]["student"].get("attention_kl_mean") for r in group]
         kl = f"{np.mean(kls):.3f}" if all(k is not None for k in kls) else ""
         interval = ""
@@ -162,10 +164,11 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
     # Each run times teacher and student on dev; the median over runs damps the noise of
     # runs that shared the CPU with other work.
     speedups = [r["results"]["speedup"] for r in runs]
+    spread = (f"median of {len(speedups)} runs, {min(speedups):.2f}-{max(speedups):.2f}x"
+              if len(speedups) > 1 else "1 run")
     lines += ["", f"Parameters: teacher {first['teacher']['parameters']:,}, student "
               f"{student['parameters']:,}; student dev throughput "
-              f"{np.median(speedups):.2f}x the teacher's on this CPU (median of "
-              f"{len(speedups)} runs, {min(speedups):.2f}-{max(speedups):.2f}x).", ""]
+              f"{np.median(speedups):.2f}x the teacher's on this CPU ({spread}).", ""]
     return lines
 
 

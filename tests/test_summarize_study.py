@@ -50,3 +50,33 @@ def test_runs_of_another_teacher_are_named():
             made_up_run("sid", 0, [0] * 10, teacher + 1e-6),  # same teacher, float noise
             made_up_run("sid", 1, [0] * 10, teacher + 0.01)]  # fine-tuned again
     assert summarize_study.other_teacher_runs(runs) == ["sid_L3_s1"]
+
+
+def test_task_table_reports_means_spread_and_single_seed_runs():
+    labels = np.array([0, 0, 0, 1] * 25)  # majority class (0) is 75% right
+    teacher = one_hot_logits(labels)  # the teacher is always right
+    results = dict(teacher=dict(layers=6, parameters=600), student=dict(parameters=300,
+                                                                        attention_kl_mean=0.5))
+
+    def run(method, seed, wrong, speedup):
+        predictions = labels.copy()
+        predictions[:wrong] = 1 - predictions[:wrong]
+        made = made_up_run(method, seed, predictions, teacher)
+        made.update(labels=labels, results=dict(results, speedup=speedup))
+        return made
+
+    runs = [run("kd", 0, 20, 2.0), run("kd", 1, 30, 3.0), run("sid", 0, 10, 2.5)]
+    lines = summarize_study.task_table("rte", runs, layers=3, samples=50)
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in lines if line.startswith("| ") and "---" not in line}
+    assert rows["majority class"][1] == "75.0"
+    assert rows["teacher (6 layers)"][1] == "100.0"
+    # KD: 80% and 70% right -> 75.0 +- 5.0 (population std of two seeds).
+    assert rows["standard KD"][:4] == ["2", "75.0 ± 5.0", "0.500", "(reference)"]
+    # sid, one seed: 90% right, no spread shown; 15 points above KD's mean.
+    assert rows["internal KD, sid"][:2] == ["1", "90.0"]
+    assert rows["internal KD, sid"][3].startswith("+15.0 [")
+    assert "median of 3 runs, 2.00-3.00x" in "\n".join(lines)
+    assert "2.50x" in "\n".join(lines)
+    one_run = summarize_study.task_table("rte", runs[2:], layers=3, samples=50)
+    assert "2.50x the teacher's on this CPU (1 run)" in "\n".join(one_run)
