@@ -9,13 +9,14 @@ import tempfile
 from typing import Optional, Tuple
 
 from kd_keras import schedules
-from kd_keras.tasks import get_task
+from kd_keras.tasks import OWN_DATA_TASK, TASK_TYPES, get_task
 
 MODES = ("pipeline", "train_teacher", "distill", "evaluate", "predict", "export")
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 TINY_TEACHER = "tiny"
 MINILM_TEACHER = "minilm"  # the same name models.MINILM loads
+DEMO_MODEL_DIR = "/tmp/kd_keras_demo"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,7 @@ class DataConfig:
 
     task: str = "synthetic"
     data_dir: Optional[str] = None
-    use_tfds: bool = False
+    use_tfds: bool = True
     tfds_data_dir: Optional[str] = None
     max_seq_length: int = 128
     batch_size: int = 32
@@ -33,6 +34,17 @@ class DataConfig:
     max_train_examples: Optional[int] = None
     max_eval_examples: Optional[int] = None
     synthetic_size: int = 2000
+    # The user's own data (task "custom"): CSV / TSV with a header row, or JSONL.
+    train_file: Optional[str] = None
+    dev_file: Optional[str] = None
+    text_fields: Tuple[str, ...] = ()
+    label_field: Optional[str] = None
+    task_type: str = "classification"
+
+    @property
+    def own_data(self) -> bool:
+        """True when the examples come from the user's own files."""
+        return self.train_file is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +87,8 @@ class DistillConfig:
 class TrainConfig:
     """Optimisation, hardware and outputs."""
 
-    model_dir: str = "/tmp/kd_keras_demo"
+    # None: default_model_dir(), one folder per task and schedule.
+    model_dir: Optional[str] = None
     export_dir: Optional[str] = None
     learning_rate: float = 1e-4
     teacher_learning_rate: float = 1e-4
@@ -111,6 +124,24 @@ class RunConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
+def default_model_dir(data: DataConfig, schedule: str) -> str:
+    """The output folder of a run that names none: one per data and schedule, so runs
+    of different tasks or schedules never share a folder.
+
+    The demo (synthetic task, sid) keeps /tmp/kd_keras_demo; other runs go to
+    ``runs/<task>_<schedule>`` under the working directory, own data to
+    ``runs/<folder>-<train file name>_<schedule>``.
+    """
+    if data.own_data:
+        path = os.path.abspath(data.train_file)
+        name = (f"{os.path.basename(os.path.dirname(path))}-"
+                f"{os.path.splitext(os.path.basename(path))[0]}")
+        return os.path.abspath(os.path.join("runs", f"{name}_{schedule}"))
+    if data.task == "synthetic":
+        return DEMO_MODEL_DIR if schedule == "sid" else f"{DEMO_MODEL_DIR}_{schedule}"
+    return os.path.abspath(os.path.join("runs", f"{get_task(data.task).name}_{schedule}"))
+
+
 def validate(config: RunConfig) -> RunConfig:
     """Checks a configuration before any work starts.
 
@@ -119,7 +150,10 @@ def validate(config: RunConfig) -> RunConfig:
     """
     if config.mode not in MODES:
         raise ValueError(f"Unknown mode '{config.mode}'. Choose one of: {', '.join(MODES)}.")
-    get_task(config.data.task)
+    if config.data.own_data:
+        _validate_own_data(config.data)
+    else:
+        get_task(config.data.task)
     if config.distill.schedule not in schedules.SCHEDULES:
         raise ValueError(f"Unknown schedule '{config.distill.schedule}'. Choose one of: "
                          f"{', '.join(schedules.SCHEDULES)}.")
@@ -146,7 +180,46 @@ def validate(config: RunConfig) -> RunConfig:
         raise ValueError("--warmup_proportion must be in [0, 1).")
     if config.model.student_init not in ("teacher", "random"):
         raise ValueError("--student_init must be 'teacher' or 'random'.")
+    if not config.train.model_dir:
+        raise ValueError("--model_dir is empty; name a folder or leave it unset.")
     return config
+
+
+def _validate_own_data(data: DataConfig) -> None:
+    if data.task != OWN_DATA_TASK:
+        raise ValueError("Pass either --task (a GLUE task) or --train_file (your own data), "
+                         "not both.")
+    if not data.dev_file:
+        raise ValueError("--train_file needs --dev_file: a file in the same format that the "
+                         "student is evaluated and selected on.")
+    if len(data.text_fields) not in (1, 2):
+        raise ValueError("--train_file needs --text_fields: the field holding the text, or "
+                         "two comma-separated fields for pairs (e.g. --text_fields=q1,q2).")
+    if not data.label_field:
+        raise ValueError("--train_file needs --label_field: the field holding the label.")
+    if data.task_type not in TASK_TYPES:
+        raise ValueError(f"Unknown --task_type '{data.task_type}'. Choose one of: "
+                         f"{', '.join(TASK_TYPES)}.")
+
+
+def from_json(text: str) -> RunConfig:
+    """A RunConfig from config.json text; fields it does not name keep their defaults (a
+    folder written by an older version), and fields no longer known are ignored."""
+    stored = json.loads(text)
+
+    def build(cls, values):
+        kwargs = {}
+        for field in dataclasses.fields(cls):
+            if field.name in values:
+                value = values[field.name]
+                kwargs[field.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**kwargs)
+
+    return RunConfig(mode=stored.get("mode", RunConfig.mode),
+                     data=build(DataConfig, stored.get("data", {})),
+                     model=build(ModelConfig, stored.get("model", {})),
+                     distill=build(DistillConfig, stored.get("distill", {})),
+                     train=build(TrainConfig, stored.get("train", {})))
 
 
 def save(config: RunConfig, model_dir: str) -> str:

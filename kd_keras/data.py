@@ -1,4 +1,5 @@
-"""Examples from GLUE TSV files, TFDS or the synthetic task, as tf.data pipelines.
+"""Examples from GLUE TSV files, TFDS, the user's own CSV / TSV / JSONL files or the
+synthetic task, as tf.data pipelines.
 
 The flow is: raw examples (text_a, text_b, label) -> token ids with the teacher's
 WordPiece vocab (cached on disk) -> a tf.data pipeline that shuffles with a seed and pads
@@ -8,13 +9,16 @@ short inputs cost less than max_seq_length.
 
 from __future__ import annotations
 
+import collections
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import socket
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -75,21 +79,37 @@ def read_glue_tsv(path: str, spec: TaskSpec,
             f"{{{spec.train_file},{spec.dev_file}}} or point --data_dir at that folder's parent.")
     label_index = {label: i for i, label in enumerate(spec.labels or ())}
     examples, skipped = [], 0
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line_number == 1 and spec.has_header:
-                continue
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            try:
-                examples.append(_parse_row(line.split("\t"), spec, label_index))
-            except DataError as error:
-                if not skip_bad_rows:
-                    raise DataError(f"{path}:{line_number}: {error} Fix the row, or pass "
-                                    "--skip_bad_rows to skip malformed rows.") from None
-                skipped += 1
+    lines = io.StringIO(read_text(path), newline="")
+    for line_number, line in enumerate(lines, start=1):
+        if line_number == 1 and spec.has_header:
+            continue
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        try:
+            examples.append(_parse_row(line.split("\t"), spec, label_index))
+        except DataError as error:
+            if not skip_bad_rows:
+                raise DataError(f"{path}:{line_number}: {error} Fix the row, or pass "
+                                "--skip_bad_rows to skip malformed rows.") from None
+            skipped += 1
     return examples, skipped
+
+
+def read_text(path: str) -> str:
+    """A UTF-8 text file's contents (a leading BOM dropped).
+
+    Raises:
+        DataError: the file is not UTF-8; the message names the file and line.
+    """
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); save "
+                        "the file as UTF-8 and run again.") from None
 
 
 def _parse_row(fields: List[str], spec: TaskSpec, label_index: Dict[str, int]) -> Example:
@@ -116,8 +136,15 @@ def _parse_row(fields: List[str], spec: TaskSpec, label_index: Dict[str, int]) -
 
 def glue_file(data_dir: str, spec: TaskSpec, split: str) -> str:
     """Path of a split's TSV in the standard GLUE layout <data_dir>/<TASK>/<file>."""
-    name = spec.train_file if split == "train" else spec.dev_file
-    return os.path.join(data_dir, spec.dir_name, name)
+    names = {"train": spec.train_file, "dev": spec.dev_file}
+    names.update({name: file for name, file, _ in spec.extra_dev})
+    return os.path.join(data_dir, spec.dir_name, names[split])
+
+
+def splits(spec: TaskSpec) -> List[str]:
+    """The task's splits: train, dev, then any extra evaluation splits (MNLI's
+    dev_mismatched)."""
+    return ["train", "dev"] + [name for name, _, _ in spec.extra_dev]
 
 
 # --------------------------------------------------------------------------- TFDS
@@ -159,13 +186,32 @@ def load_tfds(spec: TaskSpec, split: str, tfds_data_dir: Optional[str] = None,
                 f"--data_dir=<GLUE dir> (with {spec.dir_name}/{spec.train_file}) or set "
                 "$GLUE_DIR, or prepare TFDS on a machine with internet.")
         builder.download_and_prepare()
-    tfds_split = "train" if split == "train" else spec.tfds_dev_split
+    tfds_split = {"train": "train", "dev": spec.tfds_dev_split}
+    tfds_split.update({name: tfds_name for name, _, tfds_name in spec.extra_dev})
+    to_ours = None if spec.is_regression else tfds_label_map(
+        spec, builder.info.features["label"].names)
     examples = []
-    for row in tfds.as_numpy(builder.as_dataset(split=tfds_split)):
+    for row in tfds.as_numpy(builder.as_dataset(split=tfds_split[split])):
         texts = [row[key].decode("utf-8") for key in spec.tfds_text_keys]
-        label = float(row["label"]) if spec.is_regression else int(row["label"])
+        label = float(row["label"]) if to_ours is None else to_ours[int(row["label"])]
         examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
     return examples
+
+
+def tfds_label_map(spec: TaskSpec, tfds_names: Sequence[str]) -> Dict[int, int]:
+    """TFDS class index -> our class index, matched by class name.
+
+    TFDS orders some classes differently from the GLUE files (MNLI: entailment, neutral,
+    contradiction), so indices are never taken as they are.
+
+    Raises:
+        DataError: TFDS's class names are not the ones the task expects.
+    """
+    ours = spec.tfds_label_names
+    if sorted(tfds_names) != sorted(ours):
+        raise DataError(f"TFDS '{spec.tfds_name}' has the classes {list(tfds_names)}, not the "
+                        f"expected {list(ours)}; pass --data_dir with the GLUE files instead.")
+    return {list(tfds_names).index(name): index for index, name in enumerate(ours)}
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -223,6 +269,195 @@ def write_vocab(path: str, tokens: Sequence[str]) -> None:
         handle.write("\n".join(tokens) + "\n")
 
 
+# --------------------------------------------------------------------------- own data
+
+OWN_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnRow:
+    """One row of a user's file: its line number, texts and label text ("" if absent)."""
+
+    line: int
+    text_a: str
+    text_b: Optional[str]
+    label: str
+
+
+def _records(path: str, needed: Sequence[str]):
+    """(line number, field -> value, or a DataError for a malformed row) per data row.
+
+    CSV and TSV files need a header row (TSV: no quoting); JSONL has one JSON object a
+    line.  Blank lines are passed over.
+
+    Raises:
+        DataError: the file is missing, of an unknown format, or its header lacks a
+            needed column (the message lists the columns there are).
+    """
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in OWN_FORMATS:
+        raise DataError(f"{path}: unknown file type '{extension}'; use .csv or .tsv (with a "
+                        "header row) or .jsonl (one JSON object a line).")
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file not found.")
+    text = read_text(path)
+    if extension == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, DataError(f"not a JSON object ({error.msg}); JSONL needs one "
+                                        "object a line.")
+                continue
+            if not isinstance(record, dict):
+                yield number, DataError("not a JSON object; JSONL needs one object a line.")
+                continue
+            missing = [name for name in needed if name not in record]
+            yield number, (DataError(f"no field {', '.join(map(repr, missing))} (the row has "
+                                     f"{', '.join(map(repr, record)) or 'none'}).")
+                           if missing else record)
+        return
+    delimiter = OWN_FORMATS[extension]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    header = [name.strip() for name in next(reader, [])]
+    missing = [name for name in needed if name not in header]
+    if missing:
+        hint = ""
+        if len(header) == 1:
+            for other, name in (("\t", "tab"), (",", "comma"), (";", "semicolon")):
+                if other != delimiter and other in header[0]:
+                    hint = (f" The header looks {name}-separated, but a {extension} file is "
+                            f"read as {'tab' if delimiter == chr(9) else 'comma'}-separated: "
+                            "fix the delimiter or the file name.")
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; the header row "
+                        f"has {', '.join(map(repr, header)) or 'no columns'}.{hint}")
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            yield reader.line_num, DataError(f"expected {len(header)} columns as in the "
+                                             f"header, found {len(row)}.")
+            continue
+        yield reader.line_num, dict(zip(header, row))
+
+
+def read_own_rows(path: str, text_fields: Sequence[str], label_field: Optional[str],
+                  skip_bad_rows: bool = False) -> Tuple[List[OwnRow], int]:
+    """Reads a user's CSV / TSV / JSONL file.
+
+    Args:
+        path: the file; its extension gives the format.
+        text_fields: one or two field names holding the texts.
+        label_field: the label's field, or None (prediction input: no label needed).
+        skip_bad_rows: skip malformed rows (missing fields, empty texts or labels) and
+            count them instead of failing.
+
+    Returns:
+        (rows, number of rows skipped).
+
+    Raises:
+        DataError: as _records, or a row is malformed and skip_bad_rows is off; the
+            message names the file and line.
+    """
+    needed = list(text_fields) + ([label_field] if label_field else [])
+    rows, skipped = [], 0
+    for line, record in _records(path, needed):
+        if not isinstance(record, DataError):
+            texts = ["" if record[f] is None else str(record[f]) for f in text_fields]
+            label = "" if not label_field or record[label_field] is None \
+                else str(record[label_field]).strip()
+            empty = [f for f, t in zip(text_fields, texts) if not t.strip()]
+            if empty:
+                record = DataError(f"empty text in '{empty[0]}'.")
+            elif label_field and not label:
+                record = DataError(f"empty label in '{label_field}'.")
+            else:
+                rows.append(OwnRow(line, texts[0], texts[1] if len(texts) > 1 else None, label))
+                continue
+        if not skip_bad_rows:
+            raise DataError(f"{path}:{line}: {record} Fix the row, or pass --skip_bad_rows to "
+                            "skip malformed rows.")
+        skipped += 1
+    return rows, skipped
+
+
+def own_labels(rows: Sequence[OwnRow]) -> List[str]:
+    """The distinct labels of the training rows, in a stable order: numerically when every
+    label is a number (so "2" comes before "10"), else alphabetically."""
+    found = set(row.label for row in rows)
+
+    def number(text):
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+    if all(number(label) is not None for label in found):
+        return sorted(found, key=lambda label: (number(label), label))
+    return sorted(found)
+
+
+def read_own_examples(spec: TaskSpec, split: str,
+                      skip_bad_rows: bool = False) -> Tuple[List[Example], int]:
+    """A split of the user's own data as examples, labels mapped to the spec's classes.
+
+    Raises:
+        DataError: as read_own_rows; a label that is not a number (regression) or that
+            the training file never has (classification), with file and line.
+    """
+    path = spec.files[0 if split == "train" else 1]
+    rows, skipped = read_own_rows(path, spec.text_fields, spec.label_field, skip_bad_rows)
+    label_index = {label: i for i, label in enumerate(spec.labels or ())}
+    examples = []
+    for row in rows:
+        if spec.is_regression:
+            try:
+                label: Label = float(row.label)
+            except ValueError:
+                problem = f"label '{row.label}' is not a number (--task_type=regression)."
+            else:
+                examples.append(Example(row.text_a, row.text_b, label))
+                continue
+        elif row.label in label_index:
+            examples.append(Example(row.text_a, row.text_b, label_index[row.label]))
+            continue
+        else:
+            problem = (f"label '{row.label}' never appears in the training file "
+                       f"{spec.files[0]} (known labels: {', '.join(spec.labels)}).")
+        if not skip_bad_rows:
+            raise DataError(f"{path}:{row.line}: {problem}")
+        skipped += 1
+    return examples, skipped
+
+
+def build_vocab(texts: Iterable[str], max_words: int = 20_000) -> List[str]:
+    """A WordPiece vocab for a model trained from scratch on these texts (the tiny
+    teacher on data other than the synthetic task).
+
+    BERT's lower-casing pre-tokenizer splits the texts into words; the most frequent
+    ``max_words`` become tokens, and every character seen, alone and as a ``##`` suffix
+    piece, so any word of these characters tokenizes without [UNK].
+
+    Returns:
+        Tokens in id order, the special tokens first.
+    """
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    counts = collections.Counter()
+    for text in texts:
+        counts.update(word for word, _ in
+                      splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    characters = sorted(set("".join(counts)))
+    words = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+             if len(w) > 1][:max_words]
+    return list(SPECIAL_TOKENS) + characters + [f"##{c}" for c in characters] + words
+
+
 # --------------------------------------------------------------------------- dispatch
 
 
@@ -236,7 +471,7 @@ def load_examples(spec: TaskSpec, split: str, data_dir: Optional[str] = None,
 
     Args:
         spec: the task.
-        split: ``"train"`` or ``"dev"``.
+        split: ``"train"``, ``"dev"`` or an extra evaluation split (``splits(spec)``).
         data_dir: GLUE data directory (parent of <TASK>/), or None.
         use_tfds: fall back to TFDS when no data_dir is given.
         tfds_data_dir: where TFDS keeps prepared data (TFDS default when None).
@@ -251,12 +486,14 @@ def load_examples(spec: TaskSpec, split: str, data_dir: Optional[str] = None,
     Raises:
         DataError: nothing could be loaded; the message says how to provide data.
     """
-    if split not in ("train", "dev"):
-        raise ValueError(f"split must be 'train' or 'dev', got '{split}'.")
+    if split not in splits(spec):
+        raise ValueError(f"split must be one of {splits(spec)}, got '{split}'.")
     skipped = 0
-    if spec.name == "synthetic":
+    if spec.source == "synthetic":
         size = synthetic_size if split == "train" else max(8, synthetic_size // 4)
         examples = make_synthetic(size, seed=seed if split == "train" else seed + 10_007)
+    elif spec.source == "files":
+        examples, skipped = read_own_examples(spec, split, skip_bad_rows)
     elif data_dir:
         examples, skipped = read_glue_tsv(glue_file(data_dir, spec, split), spec, skip_bad_rows)
     elif use_tfds:
@@ -268,8 +505,10 @@ def load_examples(spec: TaskSpec, split: str, data_dir: Optional[str] = None,
     if max_examples:
         examples = examples[:max_examples]
     if not examples:
-        raise DataError(f"The {split} split of task '{spec.name}' has no examples; "
-                        "check the file (and --max_examples).")
+        where = f"the {split} file {spec.files[split != 'train']}" if spec.files else \
+            f"the {split} split of task '{spec.name}'"
+        raise DataError(f"{where[0].upper()}{where[1:]} has no examples; check the file "
+                        "(and --max_examples).")
     return examples, skipped
 
 

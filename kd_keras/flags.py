@@ -13,15 +13,16 @@ def define_flags() -> None:
     """Registers every flag once."""
     if "task" in flags.FLAGS:
         return
-    flags.DEFINE_enum("mode", "pipeline", config.MODES,
+    flags.DEFINE_enum("mode", config.RunConfig.mode, config.MODES,
                       "pipeline: fine-tune the teacher if needed, distil, evaluate, export. "
                       "Or one step alone.")
     # Data
     flags.DEFINE_string("task", _D.task, "GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, "
-                        "qnli, rte, wnli) or synthetic.")
+                        "qnli, rte, wnli) or synthetic; not with --train_file.")
     flags.DEFINE_string("data_dir", None, "GLUE data folder holding <TASK>/train.tsv and "
                         "dev.tsv; defaults to $GLUE_DIR.")
-    flags.DEFINE_bool("use_tfds", True, "Load TFDS glue/<task> when no data_dir is given.")
+    flags.DEFINE_bool("use_tfds", _D.use_tfds,
+                      "Load TFDS glue/<task> when no data_dir is given.")
     flags.DEFINE_string("tfds_data_dir", None, "TFDS data folder (TFDS default when unset).")
     flags.DEFINE_integer("max_seq_length", _D.max_seq_length, "Longest input in tokens.")
     flags.DEFINE_integer("batch_size", _D.batch_size, "Global training batch size.")
@@ -32,8 +33,21 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_eval_examples", None, "Use only the first N dev examples.")
     flags.DEFINE_integer("synthetic_size", _D.synthetic_size,
                          "Training examples of the synthetic task.")
+    # Own data
+    flags.DEFINE_string("train_file", _D.train_file, "Your own training data instead of "
+                        "--task: .csv or .tsv with a header row, or .jsonl (one object a "
+                        "line).")
+    flags.DEFINE_string("dev_file", _D.dev_file, "Your own evaluation data, in the same "
+                        "fields (any of the three formats).")
+    flags.DEFINE_list("text_fields", list(_D.text_fields), "With --train_file: the field "
+                      "holding the text, or two comma-separated fields for sentence pairs.")
+    flags.DEFINE_string("label_field", _D.label_field, "With --train_file: the label field.")
+    flags.DEFINE_enum("task_type", _D.task_type, ["classification", "regression"],
+                      "With --train_file: classes read from the training file (accuracy, "
+                      "macro F1) or a real-valued score (Pearson, Spearman).")
     # Models
-    flags.DEFINE_string("teacher", None, "tiny (built on the spot, synthetic task only), "
+    flags.DEFINE_string("teacher", None, "tiny (built on the spot from random weights, its "
+                        "vocabulary from the training texts), "
                         "minilm (pip package), a local Hugging Face folder or a hub name. "
                         "Default: tiny for the synthetic task, minilm otherwise.")
     flags.DEFINE_bool("teacher_finetuned", _M.teacher_finetuned,
@@ -72,8 +86,9 @@ def define_flags() -> None:
     flags.DEFINE_float("attention_weight", _K.attention_weight, "Weight of attention KL terms.")
     flags.DEFINE_float("cosine_weight", _K.cosine_weight, "Weight of [CLS] cosine terms.")
     # Training
-    flags.DEFINE_string("model_dir", _T.model_dir, "Output folder: config, checkpoints, "
-                        "TensorBoard logs, models, results.json.")
+    flags.DEFINE_string("model_dir", _T.model_dir, "Output folder of one run: config, "
+                        "checkpoints, TensorBoard logs, models, results.json. Default: "
+                        "runs/<task>_<schedule> (the demo: /tmp/kd_keras_demo).")
     flags.DEFINE_string("export_dir", None, "SavedModel base folder (model_dir/export).")
     flags.DEFINE_string("cache_dir", None, "Folder for tokenized data and the teacher's "
                         "cached logits (model_dir/cache). Share one between runs of the "
@@ -101,5 +116,7 @@ def define_flags() -> None:
     flags.DEFINE_bool("xla", _T.xla, "Compile the train step with XLA (jit_compile); "
                       "pays off on GPUs and TPUs.")
     # Predict
-    flags.DEFINE_string("predict_file", None, "predict mode: TSV in the task's dev format.")
-    flags.DEFINE_string("output_file", None, "predict mode: where predictions go.")
+    flags.DEFINE_string("predict_file", None, "predict mode: GLUE tasks: a TSV in the task's "
+                        "dev format; own data: a .csv/.tsv/.jsonl file with the text fields.")
+    flags.DEFINE_string("output_file", None, "predict mode: where predictions go (own data: "
+                        ".csv, .tsv or .jsonl, with the class probabilities).")

@@ -1,4 +1,4 @@
-"""GLUE metrics on numpy arrays: accuracy, F1, Matthews correlation, Pearson, Spearman."""
+"""Metrics on numpy arrays: accuracy, F1, macro F1, Matthews correlation, Pearson, Spearman."""
 
 from __future__ import annotations
 
@@ -27,6 +27,18 @@ def f1(labels: np.ndarray, predictions: np.ndarray) -> float:
     tp, _, fp, fn = _confusion(labels, predictions)
     denominator = 2 * tp + fp + fn
     return 0.0 if denominator == 0 else 2 * tp / denominator
+
+
+def macro_f1(labels: np.ndarray, predictions: np.ndarray) -> float:
+    """Unweighted mean over the classes present in labels or predictions of each class's F1
+    (one class against the rest); both int [n]."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    scores = []
+    for cls in np.union1d(labels, predictions):
+        tp = float(np.sum((labels == cls) & (predictions == cls)))
+        errors = float(np.sum((labels == cls) != (predictions == cls)))  # fp + fn
+        scores.append(2 * tp / (2 * tp + errors))
+    return float(np.mean(scores)) if scores else 0.0
 
 
 def mcc(labels: np.ndarray, predictions: np.ndarray) -> float:
@@ -65,8 +77,8 @@ def spearman(labels: np.ndarray, predictions: np.ndarray) -> float:
     return pearson(_average_ranks(labels), _average_ranks(predictions))
 
 
-METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "pearson": pearson,
-           "spearman": spearman}
+METRICS = {"accuracy": accuracy, "f1": f1, "macro_f1": macro_f1, "mcc": mcc,
+           "pearson": pearson, "spearman": spearman}
 
 
 def compute(names: Sequence[str], labels: np.ndarray, logits: np.ndarray,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -345,39 +346,69 @@ def load_pretrained(name: str, num_labels: int, cache_dir: str,
     from transformers import TFBertForSequenceClassification
 
     overrides = dict(config_overrides or {})
-    folder = _minilm_dir(cache_dir) if name == MINILM else name
-    if os.path.isdir(folder):
-        if os.path.exists(os.path.join(folder, "tf_model.h5")):
-            config = _read_config(folder)
-            saved_labels = len(config.get("id2label", {})) or config.get("num_labels", 2)
-            mismatch = saved_labels != num_labels
-            if mismatch and os.path.exists(os.path.join(folder, "kd_keras_task.json")):
-                raise ModelError(
-                    f"{folder} has a {saved_labels}-way classifier but the task needs "
-                    f"{num_labels} labels; use a teacher fine-tuned on this task.")
-            if mismatch:
-                print(f"Note: {folder} has a {saved_labels}-way head; a new {num_labels}-way "
-                      "classifier is initialised.")
-            model = TFBertForSequenceClassification.from_pretrained(
-                folder, num_labels=num_labels, ignore_mismatched_sizes=mismatch, **overrides)
-            model(_dummy_inputs(), training=False)
-            return BertAdapter(model)
-        if os.path.exists(os.path.join(folder, "model.safetensors")):
-            return _load_safetensors(folder, num_labels, overrides)
-        raise ModelError(f"{folder} has neither tf_model.h5 nor model.safetensors; pass a "
-                         "Hugging Face model folder.")
-    if os.path.sep in name or name.startswith("."):
-        raise ModelError(f"Model folder '{name}' does not exist.")
-    _require_hub(name)
-    try:
+    folder = model_folder(name, cache_dir)
+    if os.path.exists(os.path.join(folder, "tf_model.h5")):
+        config = _read_config(folder)
+        saved_labels = len(config.get("id2label", {})) or config.get("num_labels", 2)
+        mismatch = saved_labels != num_labels
+        if mismatch and os.path.exists(os.path.join(folder, "kd_keras_task.json")):
+            raise ModelError(
+                f"{folder} has a {saved_labels}-way classifier but the task needs "
+                f"{num_labels} labels; use a teacher fine-tuned on this task.")
+        if mismatch:
+            print(f"Note: {folder} has a {saved_labels}-way head; a new {num_labels}-way "
+                  "classifier is initialised.")
         model = TFBertForSequenceClassification.from_pretrained(
-            name, num_labels=num_labels, **overrides)
-    except (OSError, ValueError, TypeError) as error:
+            folder, num_labels=num_labels, ignore_mismatched_sizes=mismatch, **overrides)
+        model(_dummy_inputs(), training=False)
+        return BertAdapter(model)
+    if os.path.exists(os.path.join(folder, "model.safetensors")):
+        return _load_safetensors(folder, num_labels, overrides)
+    raise ModelError(f"{folder} has neither tf_model.h5 nor model.safetensors; pass a "
+                     "Hugging Face model folder.")
+
+
+# Files of a hub checkpoint that kd_keras reads (PyTorch .bin weights would need torch).
+HUB_FILES = ("config.json", "model.safetensors", "tf_model.h5", "tokenizer.json",
+             "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def model_folder(name: str, cache_dir: str) -> str:
+    """The local folder of a model: the MiniLM package extracted into cache_dir, a local
+    folder as it is, or a hub name downloaded into the Hugging Face cache.
+
+    Raises:
+        ModelError: a path that does not exist, or a hub name that cannot be downloaded.
+    """
+    if name == MINILM:
+        return _minilm_dir(cache_dir)
+    if os.path.isdir(name):
+        return name
+    if name.startswith((os.path.sep, ".", "~")) or name.count("/") > 1 or os.path.exists(name):
+        raise ModelError(f"Model folder '{name}' does not exist.")
+    return download_from_hub(name)
+
+
+def download_from_hub(name: str) -> str:
+    """Downloads a hub checkpoint's config, weights and tokenizer files (once: the Hugging
+    Face cache keeps them) and returns the local folder.
+
+    Loading then goes through the same local-folder path as any folder: transformers'
+    own TF hub loading fails on safetensors-only checkpoints with safetensors 0.8.
+
+    Raises:
+        ModelError: the hub is out of reach, or has no such model.
+    """
+    _require_hub(name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id=name, allow_patterns=list(HUB_FILES))
+    except Exception as error:  # the hub client raises many kinds; all mean "not loaded"
         raise ModelError(
-            f"Could not load '{name}' from the Hugging Face hub ({str(error).splitlines()[0]}). "
-            "Pass a local model folder or --teacher=minilm.") from None
-    model(_dummy_inputs(), training=False)
-    return BertAdapter(model)
+            f"Could not download '{name}' from the Hugging Face hub "
+            f"({(str(error).splitlines() or [type(error).__name__])[0]}). Pass a local model "
+            "folder or --teacher=minilm.") from None
 
 
 def _require_hub(name: str) -> None:
@@ -396,31 +427,66 @@ def _read_config(folder: str) -> Dict:
 
 
 def load_tokenizer(name: str, cache_dir: str):
-    """The WordPiece tokenizer that belongs to a model.
+    """The WordPiece tokenizer that belongs to a model, cased or not as its files say.
 
     Args:
         name: as for load_pretrained, or a vocab.txt path.
         cache_dir: where the MiniLM package is extracted.
+
+    Raises:
+        ModelError: no tokenizer files, or the model cannot be found.
     """
     from transformers import BertTokenizerFast
 
-    folder = _minilm_dir(cache_dir) if name == MINILM else name
-    if os.path.isfile(folder):
-        return BertTokenizerFast(vocab_file=folder, do_lower_case=True)
-    if os.path.isdir(folder):
-        if os.path.exists(os.path.join(folder, "tokenizer.json")):
-            return BertTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"),
-                                     do_lower_case=True)
-        if os.path.exists(os.path.join(folder, "vocab.txt")):
-            return BertTokenizerFast(vocab_file=os.path.join(folder, "vocab.txt"),
-                                     do_lower_case=True)
-        raise ModelError(f"{folder} has no tokenizer.json or vocab.txt.")
-    _require_hub(name)
-    try:
-        return BertTokenizerFast.from_pretrained(name)
-    except (OSError, ValueError, TypeError):
-        raise ModelError(f"Could not load the tokenizer of '{name}'; offline, pass a local "
-                         "model folder.") from None
+    if os.path.isfile(name):
+        return BertTokenizerFast(vocab_file=name, do_lower_case=_vocab_is_uncased(name))
+    folder = model_folder(name, cache_dir)
+    lower_case = lower_cases(folder)
+    if os.path.exists(os.path.join(folder, "tokenizer.json")):
+        return BertTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"),
+                                 do_lower_case=lower_case)
+    if os.path.exists(os.path.join(folder, "vocab.txt")):
+        return BertTokenizerFast(vocab_file=os.path.join(folder, "vocab.txt"),
+                                 do_lower_case=lower_case)
+    raise ModelError(f"{folder} has no tokenizer.json or vocab.txt.")
+
+
+def lower_cases(folder: str) -> bool:
+    """Whether a checkpoint's tokenizer lower-cases its input.
+
+    In order: tokenizer_config.json's ``do_lower_case``, tokenizer.json's normalizer
+    (``lowercase``), else the vocabulary: one with upper-case tokens is cased.
+    """
+    config_path = os.path.join(folder, "tokenizer_config.json")
+    if os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            setting = json.load(handle).get("do_lower_case")
+        if setting is not None:
+            return bool(setting)
+    tokenizer_path = os.path.join(folder, "tokenizer.json")
+    if os.path.exists(tokenizer_path):
+        with open(tokenizer_path, encoding="utf-8") as handle:
+            normalizer = json.load(handle).get("normalizer") or {}
+        for part in [normalizer] + list(normalizer.get("normalizers") or []):
+            if "lowercase" in part:
+                return bool(part["lowercase"])
+    vocab_path = os.path.join(folder, "vocab.txt")
+    return _vocab_is_uncased(vocab_path) if os.path.exists(vocab_path) else True
+
+
+def _vocab_is_uncased(vocab_path: str) -> bool:
+    """True unless a token other than the bracketed special ones has upper-case letters."""
+    with open(vocab_path, encoding="utf-8") as handle:
+        return not any(token != token.lower() for token in (line.strip() for line in handle)
+                       if not (token.startswith("[") and token.endswith("]")))
+
+
+def tokenizer_digest(tokenizer) -> str:
+    """A short digest of a tokenizer's vocabulary and casing: equal for tokenizers that
+    turn every text into the same ids."""
+    digest = hashlib.sha256("\n".join(vocab_tokens(tokenizer)).encode())
+    digest.update(f"lower_case={bool(getattr(tokenizer, 'do_lower_case', True))}".encode())
+    return digest.hexdigest()[:16]
 
 
 def vocab_tokens(tokenizer) -> List[str]:

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from kd_keras import callbacks, data, distiller, distribute, export, models, schedules
+from kd_keras import callbacks, data, distiller, distribute, export, models, schedules, tasks
 from kd_keras import metrics as glue_metrics
 from kd_keras.config import TINY_TEACHER, RunConfig
 from kd_keras.tasks import TaskSpec, get_task
@@ -37,13 +37,19 @@ from kd_keras.tasks import TaskSpec, get_task
 
 @dataclasses.dataclass
 class TaskData:
-    """Tokenized train and dev splits of the run's task."""
+    """Tokenized splits of the run's task.
+
+    Attributes:
+        extra_dev: more evaluation splits by name (MNLI's dev_mismatched), reported
+            beside dev; dev alone selects the best checkpoint.
+    """
 
     spec: TaskSpec
     tokenizer: object
     train: data.Features
     dev: data.Features
     skipped: int
+    extra_dev: Dict[str, data.Features] = dataclasses.field(default_factory=dict)
 
 
 def _path(config: RunConfig, *parts: str) -> str:
@@ -63,41 +69,75 @@ def _verbose() -> int:
 # --------------------------------------------------------------------------- inputs
 
 
-def load_tokenizer(config: RunConfig):
-    """The teacher's tokenizer (for the tiny teacher: the synthetic task's vocab)."""
-    if config.model.teacher == TINY_TEACHER:
-        if config.data.task != "synthetic":
-            raise models.ModelError("--teacher=tiny only works with --task=synthetic; pass "
-                                    "--teacher=minilm, a model folder or a hub name.")
-        vocab_path = os.path.join(cache_dir(config), "synthetic_vocab.txt")
-        os.makedirs(os.path.dirname(vocab_path), exist_ok=True)
-        data.write_vocab(vocab_path, data.synthetic_vocab())
-        return models.load_tokenizer(vocab_path, cache_dir(config))
+def task_spec(config: RunConfig, labels: Optional[List[str]] = None) -> TaskSpec:
+    """The run's task: a GLUE / synthetic spec, or one built from the user's files.
+
+    Args:
+        config: the run.
+        labels: own data: the class names in index order when already known (those
+            recorded in model_dir); read from the training file when None.
+
+    Raises:
+        DataError, ValueError: the user's files or fields cannot be used.
+    """
+    d = config.data
+    if not d.own_data:
+        return get_task(d.task)
+    if labels is None and d.task_type == "classification":
+        rows, _ = data.read_own_rows(d.train_file, d.text_fields, d.label_field,
+                                     d.skip_bad_rows)
+        labels = data.own_labels(rows)
+    return tasks.from_files(d.train_file, d.dev_file, d.text_fields, d.label_field,
+                            d.task_type, labels)
+
+
+def _examples(config: RunConfig, spec: TaskSpec, split: str) -> Tuple[List[data.Example], int]:
+    d = config.data
+    limit = d.max_train_examples if split == "train" else d.max_eval_examples
+    return data.load_examples(spec, split, data_dir=d.data_dir, use_tfds=d.use_tfds,
+                              tfds_data_dir=d.tfds_data_dir, skip_bad_rows=d.skip_bad_rows,
+                              max_examples=limit, synthetic_size=d.synthetic_size,
+                              seed=config.train.seed)
+
+
+def load_tokenizer(config: RunConfig, spec: TaskSpec):
+    """The teacher's tokenizer: the one saved with the fine-tuned teacher in model_dir, the
+    tiny teacher's (the synthetic vocab, or one built from the training texts), or that of
+    --teacher."""
     teacher_dir = _path(config, "teacher")
     if os.path.isdir(teacher_dir):
         return models.load_tokenizer(teacher_dir, cache_dir(config))
+    if config.model.teacher == TINY_TEACHER:
+        if spec.source == "synthetic":
+            tokens = data.synthetic_vocab()
+        else:
+            examples, _ = _examples(config, spec, "train")
+            tokens = data.build_vocab(text for e in examples for text in (e.text_a, e.text_b)
+                                      if text)
+        with tempfile.TemporaryDirectory() as folder:  # the tokenizer keeps it in memory
+            vocab_path = os.path.join(folder, "vocab.txt")
+            data.write_vocab(vocab_path, tokens)
+            return models.load_tokenizer(vocab_path, cache_dir(config))
     return models.load_tokenizer(config.model.teacher, cache_dir(config))
 
 
-def load_task_data(config: RunConfig, tokenizer) -> TaskData:
-    """Loads and tokenizes both splits, reporting skipped rows."""
-    spec = get_task(config.data.task)
+def load_task_data(config: RunConfig, tokenizer, spec: TaskSpec) -> TaskData:
+    """Loads and tokenizes every split of the task, reporting skipped rows."""
     cfg = config.data
-    splits, skipped = {}, 0
-    for split, limit in (("train", cfg.max_train_examples), ("dev", cfg.max_eval_examples)):
-        examples, bad = data.load_examples(
-            spec, split, data_dir=cfg.data_dir, use_tfds=cfg.use_tfds,
-            tfds_data_dir=cfg.tfds_data_dir, skip_bad_rows=cfg.skip_bad_rows,
-            max_examples=limit, synthetic_size=cfg.synthetic_size, seed=config.train.seed)
+    features, skipped = {}, 0
+    for split in data.splits(spec):
+        examples, bad = _examples(config, spec, split)
         if bad:
             print(f"Skipped {bad} malformed row(s) in the {split} split of {spec.name}.")
         skipped += bad
-        splits[split] = data.tokenize(
+        source = spec.files if spec.files else cfg.data_dir
+        features[split] = data.tokenize(
             examples, tokenizer, cfg.max_seq_length, cache_dir=cache_dir(config),
-            cache_key=f"{spec.name}/{split}/{cfg.data_dir}", regression=spec.is_regression)
-    print(f"Task {spec.name}: {len(splits['train'])} train and {len(splits['dev'])} dev "
-          "examples.")
-    return TaskData(spec, tokenizer, splits["train"], splits["dev"], skipped)
+            cache_key=f"{spec.name}/{split}/{source}", regression=spec.is_regression)
+    extra = {split: features[split] for split in data.splits(spec)[2:]}
+    print(f"Task {spec.name}: {len(features['train'])} train and {len(features['dev'])} dev "
+          "examples" + "".join(f", {len(f)} {name}" for name, f in extra.items()) + ".")
+    return TaskData(spec, tokenizer, features["train"], features["dev"], skipped, extra)
 
 
 # --------------------------------------------------------------------------- teacher
@@ -185,14 +225,14 @@ def teacher_is_finetuned(config: RunConfig) -> bool:
         return json.load(handle).get("task") == config.data.task
 
 
-def load_teacher(config: RunConfig, spec: TaskSpec) -> models.BertAdapter:
+def load_teacher(config: RunConfig, task: TaskData) -> models.BertAdapter:
     """The fine-tuned teacher from model_dir, or --teacher as given."""
-    cache = cache_dir(config)
+    cache, spec = cache_dir(config), task.spec
     if teacher_is_finetuned(config):
         return models.load_pretrained(_path(config, "teacher"), spec.num_labels, cache)
     if config.model.teacher == TINY_TEACHER:
         m = config.model
-        bert = models.bert_config(len(data.synthetic_vocab()), spec.num_labels,
+        bert = models.bert_config(len(task.tokenizer.get_vocab()), spec.num_labels,
                                   num_layers=m.tiny_layers, hidden_size=m.tiny_hidden_size,
                                   num_heads=m.tiny_heads, max_position_embeddings=
                                   max(128, config.data.max_seq_length))
@@ -203,7 +243,7 @@ def load_teacher(config: RunConfig, spec: TaskSpec) -> models.BertAdapter:
 def train_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAdapter:
     """Fine-tunes the teacher on the task and saves it to model_dir/teacher."""
     with strategy.scope():
-        teacher = load_teacher(config, task.spec)
+        teacher = load_teacher(config, task)
         stages = schedules.build_schedule("finetune", 1, config.train.teacher_epochs, 1)
         model = distiller.Distiller(teacher, None, [], stages,
                                     regression=task.spec.is_regression, seed=config.train.seed)
@@ -232,7 +272,7 @@ def ensure_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAd
     """The fine-tuned teacher: cached in model_dir, given as fine-tuned, or trained now."""
     if teacher_is_finetuned(config) or config.model.teacher_finetuned:
         with strategy.scope():
-            return load_teacher(config, task.spec)
+            return load_teacher(config, task)
     return train_teacher(config, task, strategy)
 
 
@@ -400,18 +440,42 @@ def attention_kl_per_layer(teacher, student, mapping, task: TaskData,
     return {name: float(values[name]) for name in probe.attention_names}
 
 
+def majority_class(task: TaskData) -> Optional[Dict]:
+    """The baseline that always predicts the training set's most frequent class, scored on
+    dev (None for regression): what a student must beat on imbalanced data."""
+    spec = task.spec
+    if spec.is_regression:
+        return None
+    counts = np.bincount(task.train.labels, minlength=spec.num_labels)
+    majority = int(np.argmax(counts))
+    constant = np.eye(spec.num_labels)[np.full(len(task.dev), majority)]
+    return {"label": spec.labels[majority],
+            "train_share": float(counts[majority] / counts.sum()),
+            "dev": glue_metrics.compute(spec.metrics, task.dev.labels, constant)}
+
+
 def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
              student: models.BertAdapter) -> Dict:
-    """Dev metrics, parameter counts, speed and attention KL of teacher and student."""
+    """Dev metrics, parameter counts, speed and attention KL of teacher and student, the
+    majority-class baseline, and the metrics on any extra evaluation split."""
     spec, batch = task.spec, config.data.eval_batch_size
     report = {}
     models_by_name = {"teacher": teacher, "student": student}
     dev_logits, speeds = logits_and_speeds(models_by_name, task.dev, batch)
+    predictions = {"labels": task.dev.labels, "teacher_logits": dev_logits["teacher"],
+                   "student_logits": dev_logits["student"]}
     for name, adapter in models_by_name.items():
         report[name] = {"dev": glue_metrics.compute(spec.metrics, task.dev.labels,
                                                     dev_logits[name], spec.is_regression),
                         "parameters": adapter.count_params(), "layers": adapter.num_layers,
                         "examples_per_second": speeds[name]}
+        for split, features in task.extra_dev.items():
+            logits = predict_logits(adapter, features, batch)
+            report[name][split] = glue_metrics.compute(spec.metrics, features.labels, logits,
+                                                       spec.is_regression)
+            predictions[f"{split}_{name}_logits"] = logits
+            predictions[f"{split}_labels"] = features.labels
+    report["majority_class"] = majority_class(task)
     mapping = models.layer_mapping(teacher.num_layers, student.num_layers,
                                    config.model.layer_map)
     per_layer = attention_kl_per_layer(teacher, student, mapping, task, batch)
@@ -421,8 +485,7 @@ def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
     report["speedup"] = (report["student"]["examples_per_second"]
                          / report["teacher"]["examples_per_second"])
     # Per-example dev outputs, for paired comparisons of runs (scripts/summarize_study.py).
-    np.savez(_path(config, "dev_predictions.npz"), labels=task.dev.labels,
-             teacher_logits=dev_logits["teacher"], student_logits=dev_logits["student"])
+    np.savez(_path(config, "dev_predictions.npz"), **predictions)
     return report
 
 
@@ -439,14 +502,22 @@ def write_results(config: RunConfig, results: Dict) -> str:
 def results_table(results: Dict, main_metric: str) -> str:
     """Teacher vs student, as a plain-text table."""
     rows = [("", "teacher", "student")]
-    for label, key in ((f"dev {main_metric}", None), ("layers", "layers"),
-                       ("parameters", "parameters"), ("examples/s", "examples_per_second")):
-        cells = []
-        for who in ("teacher", "student"):
-            value = results[who]["dev"][main_metric] if key is None else results[who][key]
-            cells.append(f"{value:,.4f}" if key is None else
-                         (f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"))
-        rows.append((label, *cells))
+    metric_names = [main_metric] + [m for m in results["student"]["dev"] if m != main_metric]
+    metric_rows = [(f"dev {m}", "dev", m) for m in metric_names]
+    metric_rows += [(f"{split} {main_metric}", split, main_metric)
+                    for split in results["student"] if split.startswith("dev_")]
+    for label, split, metric in metric_rows:
+        rows.append((label, *(f"{results[who][split][metric]:,.4f}"
+                              for who in ("teacher", "student"))))
+    for label, key in (("layers", "layers"), ("parameters", "parameters"),
+                       ("examples/s", "examples_per_second")):
+        values = [results[who][key] for who in ("teacher", "student")]
+        rows.append((label, *(f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
+                              for v in values)))
+    majority = results.get("majority_class")
+    if majority:
+        rows.append((f"majority class '{majority['label']}', dev {main_metric}", "",
+                     f"{majority['dev'][main_metric]:,.4f}"))
     kl = results["student"].get("attention_kl_mean")
     if kl is not None:
         rows.append(("attention KL (mean)", "", f"{kl:.4f}"))
@@ -463,10 +534,9 @@ def export_dir(config: RunConfig) -> str:
     return config.train.export_dir or _path(config, "export")
 
 
-def export_student_model(config: RunConfig, student: models.BertAdapter, tokenizer,
-           version: Optional[int] = None) -> str:
+def export_student_model(config: RunConfig, spec: TaskSpec, student: models.BertAdapter,
+                         tokenizer, version: Optional[int] = None) -> str:
     """Exports the student SavedModel; returns the version folder."""
-    spec = get_task(config.data.task)
     labels = list(spec.labels) if spec.labels else ["score"]
     lower = bool(getattr(tokenizer, "do_lower_case", True))
     return export.export_student(student, models.vocab_tokens(tokenizer), labels,

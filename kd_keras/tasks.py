@@ -2,13 +2,15 @@
 
 A task spec says where its examples live in a GLUE-format TSV (columns, header, label
 strings), which metric GLUE reports for it, and its TFDS name.  The built-in
-``synthetic`` task needs no files at all: data.py generates it from a seed.
+``synthetic`` task needs no files at all: data.py generates it from a seed.  A user's
+own CSV / TSV / JSONL files get a spec built by ``from_files`` (fields by name, labels
+read from the training file).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +35,14 @@ class TaskSpec:
         tfds_name: TFDS dataset name, or None when TFDS has no copy.
         tfds_dev_split: TFDS split used as dev.
         tfds_text_keys: feature names of the sentences in the TFDS version.
+        tfds_label_names: TFDS's class name for each of ``labels``, in the same order
+            (TFDS orders some classes differently, e.g. MNLI); labels are mapped by name.
+        extra_dev: more evaluation splits, reported beside dev: (name, TSV file, TFDS
+            split) each, such as MNLI's dev_mismatched.
+        source: ``"glue"`` (GLUE TSV or TFDS), ``"synthetic"`` or ``"files"`` (own data).
+        files: own data: (train file, dev file).
+        text_fields: own data: the one or two text field names.
+        label_field: own data: the label field name.
     """
 
     name: str
@@ -50,6 +60,12 @@ class TaskSpec:
     tfds_dev_split: str = "validation"
     tfds_text_keys: Tuple[str, ...] = ()
     min_columns: int = 0
+    tfds_label_names: Tuple[str, ...] = ()
+    extra_dev: Tuple[Tuple[str, str, str], ...] = ()
+    source: str = "glue"
+    files: Tuple[str, ...] = ()
+    text_fields: Tuple[str, ...] = ()
+    label_field: str = ""
 
     @property
     def is_regression(self) -> bool:
@@ -80,14 +96,18 @@ TASKS = {
     for spec in (
         # CoLA: no header; source, label, original label, sentence.
         TaskSpec("cola", "CoLA", 3, None, 1, 4, _BINARY, ("mcc", "accuracy"),
-                 has_header=False, tfds_name="glue/cola", tfds_text_keys=("sentence",)),
+                 has_header=False, tfds_name="glue/cola", tfds_text_keys=("sentence",),
+                 tfds_label_names=("unacceptable", "acceptable")),
         TaskSpec("sst2", "SST-2", 0, None, 1, 2, _BINARY, ("accuracy",),
-                 tfds_name="glue/sst2", tfds_text_keys=("sentence",)),
+                 tfds_name="glue/sst2", tfds_text_keys=("sentence",),
+                 tfds_label_names=("negative", "positive")),
         # MRPC: Quality, #1 ID, #2 ID, #1 String, #2 String (the files often carry a BOM).
         TaskSpec("mrpc", "MRPC", 3, 4, 0, 5, _BINARY, ("f1", "accuracy"),
-                 tfds_name="glue/mrpc", tfds_text_keys=("sentence1", "sentence2")),
+                 tfds_name="glue/mrpc", tfds_text_keys=("sentence1", "sentence2"),
+                 tfds_label_names=("not_equivalent", "equivalent")),
         TaskSpec("qqp", "QQP", 3, 4, 5, 6, _BINARY, ("f1", "accuracy"),
-                 tfds_name="glue/qqp", tfds_text_keys=("question1", "question2")),
+                 tfds_name="glue/qqp", tfds_text_keys=("question1", "question2"),
+                 tfds_label_names=("not_duplicate", "duplicate")),
         # STS-B: 10 columns in train/dev, the score last.
         TaskSpec("stsb", "STS-B", 7, 8, -1, None, None, ("pearson", "spearman"),
                  min_columns=10, tfds_name="glue/stsb",
@@ -96,16 +116,22 @@ TASKS = {
         TaskSpec("mnli", "MNLI", 8, 9, -1, None, ("contradiction", "entailment", "neutral"),
                  ("accuracy",), min_columns=12, dev_file="dev_matched.tsv",
                  tfds_name="glue/mnli", tfds_dev_split="validation_matched",
-                 tfds_text_keys=("premise", "hypothesis")),
+                 tfds_text_keys=("premise", "hypothesis"),
+                 tfds_label_names=("contradiction", "entailment", "neutral"),
+                 extra_dev=(("dev_mismatched", "dev_mismatched.tsv",
+                             "validation_mismatched"),)),
         TaskSpec("qnli", "QNLI", 1, 2, 3, 4, _ENTAILMENT, ("accuracy",),
-                 tfds_name="glue/qnli", tfds_text_keys=("question", "sentence")),
+                 tfds_name="glue/qnli", tfds_text_keys=("question", "sentence"),
+                 tfds_label_names=_ENTAILMENT),
         TaskSpec("rte", "RTE", 1, 2, 3, 4, _ENTAILMENT, ("accuracy",),
-                 tfds_name="glue/rte", tfds_text_keys=("sentence1", "sentence2")),
+                 tfds_name="glue/rte", tfds_text_keys=("sentence1", "sentence2"),
+                 tfds_label_names=_ENTAILMENT),
         TaskSpec("wnli", "WNLI", 1, 2, 3, 4, _BINARY, ("accuracy",),
-                 tfds_name="glue/wnli", tfds_text_keys=("sentence1", "sentence2")),
+                 tfds_name="glue/wnli", tfds_text_keys=("sentence1", "sentence2"),
+                 tfds_label_names=("not_entailment", "entailment")),
         # Generated in memory by data.py; the columns describe its TSV export.
         TaskSpec("synthetic", "SYNTHETIC", 0, 1, 2, 3, ("b_more_positive", "a_more_positive"),
-                 ("accuracy", "f1"), has_header=True),
+                 ("accuracy", "f1"), has_header=True, source="synthetic"),
     )
 }
 
@@ -127,3 +153,44 @@ def get_task(name: str) -> TaskSpec:
         raise ValueError(
             f"Unknown task '{name}'. Choose one of: {', '.join(sorted(TASKS))}.")
     return TASKS[key]
+
+
+TASK_TYPES = ("classification", "regression")
+OWN_DATA_TASK = "custom"  # the task name of runs on the user's own files
+
+
+def from_files(train_file: str, dev_file: str, text_fields: Sequence[str], label_field: str,
+               task_type: str, labels: Optional[Sequence[str]]) -> TaskSpec:
+    """The spec of a user's own data.
+
+    Args:
+        train_file: CSV, TSV (header row) or JSONL training file.
+        dev_file: evaluation file in the same layout.
+        text_fields: one field name (single texts) or two (pairs).
+        label_field: the label's field name.
+        task_type: ``"classification"`` or ``"regression"``.
+        labels: class names in index order (classification); None for regression.
+
+    Raises:
+        ValueError: the fields or the task type are not usable.
+    """
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"Unknown --task_type '{task_type}'. Choose one of: "
+                         f"{', '.join(TASK_TYPES)}.")
+    if len(text_fields) not in (1, 2) or not all(text_fields):
+        raise ValueError("--text_fields takes one field name (single texts) or two "
+                         f"(pairs), e.g. --text_fields=question,answer; got {list(text_fields)}.")
+    if not label_field:
+        raise ValueError("--label_field is missing: name the field that holds the label.")
+    if label_field in text_fields:
+        raise ValueError(f"--label_field '{label_field}' is also a text field.")
+    regression = task_type == "regression"
+    if not regression and len(labels or ()) < 2:
+        raise ValueError(f"{train_file}: a classification task needs at least two labels in "
+                         f"'{label_field}', found {list(labels or ())}.")
+    return TaskSpec(
+        OWN_DATA_TASK, "", 0, 1 if len(text_fields) == 2 else None, -1, None,
+        None if regression else tuple(labels),
+        ("pearson", "spearman") if regression else ("accuracy", "macro_f1"),
+        source="files", files=(train_file, dev_file), text_fields=tuple(text_fields),
+        label_field=label_field)

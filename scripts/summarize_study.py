@@ -131,14 +131,28 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
     first = runs[0]["results"]
     teacher = score(names, labels, runs[0]["teacher_logits"])
     baseline = majority_scores(names, labels, spec.num_labels)
+    # Extra evaluation splits (MNLI's dev_mismatched): the main metric beside dev's.
+    extra = [split for split, _, _ in spec.extra_dev if f"{split}_student_logits" in runs[0]]
+
+    def split_score(run, split, logits_key):
+        return 100 * score(names, run[f"{split}_labels"], run[f"{split}_{logits_key}"])[main]
+
+    extra_teacher = "".join(f" | {split_score(runs[0], s, 'teacher_logits'):.1f}"
+                            for s in extra)
+    extra_majority = "".join(
+        f" | {100 * majority_scores(names, runs[0][f'{s}_labels'], spec.num_labels)[main]:.1f}"
+        for s in extra)
+
     header = "| method | seeds | " + " | ".join(f"dev {m}" for m in names) + \
+        "".join(f" | {s} {main}" for s in extra) + \
         " | attention KL | " + f"{main} - standard KD [95% CI] |"
     lines = [f"### {task.upper()} ({len(labels)} dev examples), {layers}-layer student", "",
-             header, "|" + "---|" * (len(names) + 4),
+             header, "|" + "---|" * (len(names) + len(extra) + 4),
              f"| majority class | | " + " | ".join(f"{100 * baseline[m]:.1f}" for m in names)
-             + " | | |",
+             + extra_majority + " | | |",
              f"| teacher ({first['teacher']['layers']} layers) | | "
-             + " | ".join(f"{100 * teacher[m]:.1f}" for m in names) + " | | |"]
+             + " | ".join(f"{100 * teacher[m]:.1f}" for m in names)
+             + extra_teacher + " | | |"]
     by_method = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
@@ -149,6 +163,8 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
         values = {m: [100 * score(names, labels, r["student_logits"])[m] for r in group]
                   for m in names}
         # One seed has no spread to report.
+        for split in extra:
+            values[split] = [split_score(r, split, "student_logits") for r in group]
         cells = [f"{np.mean(v):.1f} ± {np.std(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
                  for v in values.values()]
         kls = [r["results"]["student"].get("attention_kl_mean") for r in group]

@@ -17,7 +17,8 @@ def folders(tmp_path_factory, tokenizer):
     """A saved tiny teacher, pretrained-student folders that do not fit it, GLUE dirs."""
     root = tmp_path_factory.mktemp("cli_inputs")
     paths = {name: str(root / name) for name in
-             ("teacher", "four_heads", "other_vocab", "good", "malformed", "empty", "none")}
+             ("teacher", "four_heads", "other_vocab", "good", "malformed", "empty", "none",
+              "own")}
     models.save_model(tiny_teacher(), tokenizer, paths["teacher"])
     four_heads = models.build_model(models.bert_config(
         len(data.synthetic_vocab()), 2, num_layers=2, **dict(TINY, num_heads=4)), seed=2)
@@ -35,7 +36,25 @@ def folders(tmp_path_factory, tokenizer):
             with open(os.path.join(paths[name], "MRPC", f"{split}.tsv"), "w") as handle:
                 handle.write(MRPC_HEADER + rows)
     os.makedirs(paths["none"])
+    os.makedirs(paths["own"])
+    for name, content in OWN_FILES.items():
+        with open(os.path.join(paths["own"], name), "wb") as handle:
+            handle.write(content)
     return paths
+
+
+def own(folders, train, *extra, dev="good.csv"):
+    return [f"--train_file={folders['own']}/{train}", f"--dev_file={folders['own']}/{dev}",
+            "--text_fields=text", "--label_field=label", "--teacher=tiny",
+            "--max_seq_length=32", *extra]
+
+
+OWN_FILES = {"good.csv": b"text,label\nw2 w4,yes\nw1 w3,no\n",
+             "tabs.csv": b"text\tlabel\nw2 w4\tyes\n",
+             "empty_text.csv": b"text,label\nw2 w4,yes\nw1,no\n,yes\n",
+             "new_label.csv": b"text,label\nw2,maybe\n",
+             "latin1.csv": b"text,label\nw2,yes\nw\xe9,no\n",
+             "one_label.csv": b"text,label\nw2,yes\nw4,yes\n"}
 
 
 def mrpc(folders, data_dir, *extra):
@@ -49,8 +68,6 @@ CASES = {
     "unknown schedule": (lambda f: [*TINY_RUN, "--schedule=fast"], "Unknown schedule 'fast'"),
     "unknown strategy": (lambda f: [*TINY_RUN, "--distribution_strategy=magic"],
                          "Unknown distribution strategy"),
-    "tiny teacher on GLUE": (lambda f: [*TINY_RUN, "--task=rte", "--teacher=tiny"],
-                             "--teacher=tiny only works with --task=synthetic"),
     "missing data": (lambda f: mrpc(f, "none"), "file not found"),
     "no data source": (lambda f: ["--task=mrpc", f"--teacher={f['teacher']}",
                                   "--use_tfds=false"], "pass --data_dir"),
@@ -63,6 +80,16 @@ CASES = {
                       "student's vocabulary (97 tokens) differs"),
     "nan loss": (lambda f: mrpc(f, "good", "--schedule=kd", "--learning_rate=1e9"),
                  "loss became NaN or infinite"),
+    "task and own data": (lambda f: own(f, "good.csv", "--task=mrpc"), "either --task"),
+    "own data missing column": (lambda f: own(f, "good.csv", "--text_fields=sentence"),
+                                "no column 'sentence'; the header row has 'text', 'label'"),
+    "own data wrong delimiter": (lambda f: own(f, "tabs.csv"), "looks tab-separated"),
+    "own data empty text": (lambda f: own(f, "empty_text.csv"),
+                            "empty_text.csv:4: empty text in 'text'"),
+    "own data unseen dev label": (lambda f: own(f, "good.csv", dev="new_label.csv"),
+                                  "new_label.csv:2: label 'maybe' never appears"),
+    "own data not utf-8": (lambda f: own(f, "latin1.csv"), "latin1.csv:3: not UTF-8 text"),
+    "own data one label": (lambda f: own(f, "one_label.csv"), "at least two labels"),
 }
 
 

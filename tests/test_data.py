@@ -147,3 +147,44 @@ def test_pipeline_pads_per_batch_and_shuffles_with_seed(synthetic_features):
     ordered = list(data.make_dataset(synthetic_features, 10, False))
     np.testing.assert_array_equal(np.concatenate([y for _, y in ordered]),
                                   synthetic_features.labels)
+
+
+def test_tfds_labels_are_mapped_by_name_not_index(monkeypatch):
+    """TFDS glue/mnli orders its classes entailment, neutral, contradiction; the GLUE files
+    (and our labels) contradiction, entailment, neutral."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    def as_dataset(self, split, *args, **kwargs):  # TFDS label i, premise "p<i>"
+        rows = [{"premise": f"p{i}".encode(), "hypothesis": b"h", "label": i, "idx": i}
+                for i in range(3)]
+        return tf.data.Dataset.from_generator(lambda: iter(rows), output_signature={
+            "premise": tf.TensorSpec([], tf.string), "hypothesis": tf.TensorSpec([], tf.string),
+            "label": tf.TensorSpec([], tf.int64), "idx": tf.TensorSpec([], tf.int32)})
+
+    monkeypatch.setattr(data, "host_reachable", lambda *args, **kwargs: True)
+    spec = tasks.get_task("mnli")
+    tfds_names = ["entailment", "neutral", "contradiction"]
+    with tfds.testing.mock_data(as_dataset_fn=as_dataset):
+        assert tfds.builder("glue/mnli").info.features["label"].names == tfds_names
+        for split in ("train", "dev", "dev_mismatched"):
+            examples = data.load_tfds(spec, split)
+            assert [spec.labels[e.label] for e in examples] == tfds_names, split
+            assert [e.text_a for e in examples] == ["p0", "p1", "p2"]
+    with pytest.raises(DataError, match="has the classes"):
+        data.tfds_label_map(spec, ["yes", "no", "maybe"])
+    # Every GLUE task names each of its classes in TFDS.
+    for task in tasks.TASKS.values():
+        if task.tfds_name and task.labels:
+            assert len(task.tfds_label_names) == task.num_labels, task.name
+
+
+def test_mnli_dev_mismatched_is_a_split(tmp_path):
+    spec = tasks.get_task("mnli")
+    assert data.splits(spec) == ["train", "dev", "dev_mismatched"]
+    row = "\t".join(["0", "1", "2", "g", "p", "h", "pp", "hp", "prem", "hyp"]
+                    + ["neutral"] * 5 + ["entailment"])
+    write(str(tmp_path / "MNLI" / "dev_mismatched.tsv"), "header\n" + row + "\n")
+    examples, _ = data.load_examples(spec, "dev_mismatched", str(tmp_path))
+    assert examples == [data.Example("prem", "hyp", 1)]
+    assert data.splits(tasks.get_task("rte")) == ["train", "dev"]

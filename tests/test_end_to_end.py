@@ -134,3 +134,47 @@ def test_check_export_script(sid_run):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "REST request body" in result.stdout and "serving_text" in result.stdout
+
+
+def snapshot(folder):
+    """Every file under folder with its size and modification time."""
+    found = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            stat = os.stat(os.path.join(root, name))
+            found[os.path.relpath(os.path.join(root, name), folder)] = (stat.st_size,
+                                                                        stat.st_mtime_ns)
+    return found
+
+
+def test_another_run_in_a_used_folder_is_refused_and_changes_nothing(sid_run, tmp_path):
+    model_dir, _ = sid_run
+    before = snapshot(model_dir)
+    glue = tmp_path / "MRPC"
+    glue.mkdir()
+    for split in ("train", "dev"):
+        (glue / f"{split}.tsv").write_text("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+                                           "1\t1\t2\tw2 w4\tw2 w6\n0\t3\t4\tw1\tw2\n")
+    others = {"a GLUE task after the demo": ["--task=mrpc", f"--data_dir={tmp_path}",
+                                             "--schedule=kd"],
+              "another teacher": [*TINY_RUN, "--tiny_layers=2"],
+              "another student": [*TINY_RUN, "--student_layers=1"]}
+    for name, flags in others.items():
+        result = run_cli(*flags, f"--model_dir={model_dir}", check=False)
+        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, (name, result.stderr)
+        assert errors[0].startswith(f"error: --model_dir={model_dir} holds another run"), name
+    assert snapshot(model_dir) == before
+
+
+def test_the_same_command_again_reuses_the_teacher(sid_run):
+    model_dir, _ = sid_run
+    teacher_files = {k: v for k, v in snapshot(model_dir).items() if k.startswith("teacher")}
+    exports = set(os.listdir(os.path.join(model_dir, "export")))
+    result = run_cli(*TINY_RUN, "--schedule=sid", f"--model_dir={model_dir}")
+    assert "Fine-tuning the teacher" not in result.stdout
+    assert {k: v for k, v in snapshot(model_dir).items()
+            if k.startswith("teacher")} == teacher_files
+    new = set(os.listdir(os.path.join(model_dir, "export"))) - exports
+    assert len(new) == 1 and f"export/{new.pop()}" in result.stdout

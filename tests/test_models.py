@@ -1,12 +1,13 @@
 """The backbone adapter, layer mapping, student derivation, loading and saving."""
 
 import builtins
+import os
 
 import numpy as np
 import pytest
 
 from conftest import make_batch, tiny_teacher
-from kd_keras import models
+from kd_keras import data, models
 from kd_keras.models import ModelError
 
 
@@ -131,3 +132,90 @@ def test_cls_only_last_layer_equals_the_full_layer_at_cls(teacher):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
     np.testing.assert_allclose(teacher.logits(x).numpy(),
                                teacher(x, training=False).logits.numpy(), atol=1e-5)
+
+
+def save_safetensors_only(adapter, tokenizer, folder):
+    """A checkpoint as the hub serves most of them today: config.json, PyTorch-layout
+    model.safetensors (no tf_model.h5) and tokenizer files."""
+    from safetensors.numpy import save_file
+    from transformers.modeling_tf_pytorch_utils import (
+        TransposeType, convert_tf_weight_name_to_pt_weight_name)
+
+    os.makedirs(folder)
+    state = {}
+    for weight in adapter.model.weights:
+        name, transpose = convert_tf_weight_name_to_pt_weight_name(
+            weight.name, start_prefix_to_remove=weight.name.split("/")[0] + "/",
+            tf_weight_shape=weight.shape)
+        value = weight.numpy()
+        state[name] = np.ascontiguousarray(value.T if transpose != TransposeType.NO else value)
+    save_file(state, os.path.join(folder, "model.safetensors"))
+    adapter.config.to_json_file(os.path.join(folder, "config.json"))
+    tokenizer.save_pretrained(folder)
+
+
+def test_hub_names_are_downloaded_then_loaded_as_a_local_folder(teacher, tokenizer, tmp_path,
+                                                                 monkeypatch):
+    import huggingface_hub
+
+    folder = str(tmp_path / "snapshot")
+    save_safetensors_only(teacher, tokenizer, folder)
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns):
+        calls.append((repo_id, tuple(allow_patterns)))
+        return folder
+
+    monkeypatch.setattr(models, "_require_hub", lambda name: None)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    loaded = models.load_pretrained("someone/tiny-bert", 2, str(tmp_path))
+    x, _ = make_batch()
+    np.testing.assert_allclose(loaded.logits(x).numpy(), teacher.logits(x).numpy(), atol=1e-5)
+    assert models.vocab_tokens(models.load_tokenizer("someone/tiny-bert", str(tmp_path))) == \
+        models.vocab_tokens(tokenizer)
+    assert [c[0] for c in calls] == ["someone/tiny-bert"] * 2
+    assert "model.safetensors" in calls[0][1] and "tokenizer.json" in calls[0][1]
+
+    def offline(repo_id, allow_patterns):
+        raise OSError("We couldn't connect to the hub.\nmore lines")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ModelError, match=r"^Could not download 'someone/tiny-bert' from the "
+                                         r"Hugging Face hub \(We couldn't connect to the "
+                                         r"hub\.\)\. Pass a local"):
+        models.load_pretrained("someone/tiny-bert", 2, str(tmp_path))
+
+
+CASED_VOCAB = list(data.SPECIAL_TOKENS) + ["Hello", "hello", "World", "world", "##s"]
+
+
+@pytest.mark.parametrize("source", ["tokenizer_config", "tokenizer_json", "vocab_only"])
+def test_cased_checkpoints_keep_their_case(tmp_path, source):
+    from transformers import BertTokenizerFast
+
+    vocab = tmp_path / "vocab.txt"
+    data.write_vocab(str(vocab), CASED_VOCAB)
+    folder = tmp_path / "cased"
+    cased = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=False)
+    cased.save_pretrained(str(folder))
+    if source == "tokenizer_json":
+        (folder / "tokenizer_config.json").unlink()
+        (folder / "vocab.txt").unlink()
+    elif source == "vocab_only":
+        (folder / "tokenizer_config.json").unlink()
+        (folder / "tokenizer.json").unlink()
+    loaded = models.load_tokenizer(str(folder), str(tmp_path))
+    ids = {t: i for i, t in enumerate(CASED_VOCAB)}
+    assert loaded("Hello world")["input_ids"] == [ids["[CLS]"], ids["Hello"], ids["world"],
+                                                  ids["[SEP]"]]
+    assert loaded.do_lower_case is False  # the export's raw-text signature follows it
+    assert models.tokenizer_digest(loaded) != models.tokenizer_digest(
+        BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True))
+
+
+def test_uncased_checkpoints_still_lower_case(tokenizer, tmp_path):
+    folder = str(tmp_path / "uncased")
+    tokenizer.save_pretrained(folder)
+    loaded = models.load_tokenizer(folder, str(tmp_path))
+    assert loaded.do_lower_case is True
+    assert loaded("W2 w4")["input_ids"] == tokenizer("w2 w4")["input_ids"]

@@ -80,3 +80,30 @@ def test_task_table_reports_means_spread_and_single_seed_runs():
     assert "2.50x" in "\n".join(lines)
     one_run = summarize_study.task_table("rte", runs[2:], layers=3, samples=50)
     assert "2.50x the teacher's on this CPU (1 run)" in "\n".join(one_run)
+
+
+def test_task_table_shows_mnli_mismatched_beside_matched():
+    labels = np.array([0, 1, 2, 1] * 5)
+    mismatched = np.array([2, 2, 0, 1] * 5)
+    results = dict(teacher=dict(layers=6, parameters=600),
+                   student=dict(parameters=300, attention_kl_mean=None), speedup=2.0)
+
+    def run(method, wrong):
+        predictions = mismatched.copy()
+        predictions[:wrong] = (predictions[:wrong] + 1) % 3
+        return dict(method=method, layers=3, seed=0, labels=labels, results=results,
+                    student_logits=one_hot_logits(labels, 3),
+                    teacher_logits=one_hot_logits(labels, 3),
+                    dev_mismatched_labels=mismatched,
+                    dev_mismatched_teacher_logits=one_hot_logits(mismatched, 3),
+                    dev_mismatched_student_logits=one_hot_logits(predictions, 3))
+
+    lines = summarize_study.task_table("mnli", [run("kd", 4), run("sid", 2)], 3, samples=20)
+    header = [line for line in lines if line.startswith("| method")][0]
+    assert "| dev accuracy | dev_mismatched accuracy |" in header
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in lines if line.startswith("| ") and "---" not in line}
+    assert rows["majority class"][1:3] == ["50.0", "50.0"]  # class 1 on dev, class 2 here
+    assert rows["teacher (6 layers)"][1:3] == ["100.0", "100.0"]
+    assert rows["standard KD"][1:3] == ["100.0", "80.0"]  # 4 of 20 wrong
+    assert rows["internal KD, sid"][1:3] == ["100.0", "90.0"]
