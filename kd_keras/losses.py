@@ -1,28 +1,29 @@
-"""The distillation losses, as pure functions of tensors.
+"""The distillation losses, as pure functions of tensors, in keras.ops (any backend).
 
 Every function returns one loss per example, shape [batch], when ``reduction="none"``,
 and their mean over the batch otherwise.  The Distiller uses the per-example form so it
-can scale for the global batch under tf.distribute (tf.nn.compute_average_loss).
+can scale for the global batch under tf.distribute (tf.nn.compute_average_loss).  Every
+loss is computed in float32, whatever the models' compute dtype.
 """
 
 from __future__ import annotations
 
-import tensorflow as tf
+from keras import ops
 
 # Added inside log() so that probabilities of exactly 0 give finite values and gradients.
 EPSILON = 1e-12
 
 
-def _reduce(per_example: tf.Tensor, reduction: str) -> tf.Tensor:
+def _reduce(per_example, reduction: str):
     if reduction == "none":
         return per_example
     if reduction == "mean":
-        return tf.reduce_mean(per_example)
+        return ops.mean(per_example)
     raise ValueError(f"reduction must be 'mean' or 'none', got '{reduction}'.")
 
 
-def soft_label_ce(teacher_logits: tf.Tensor, student_logits: tf.Tensor,
-                  temperature: float = 1.0, reduction: str = "mean") -> tf.Tensor:
+def soft_label_ce(teacher_logits, student_logits,
+                  temperature: float = 1.0, reduction: str = "mean"):
     """Cross-entropy of the student's predictions against the teacher's probabilities.
 
     With a temperature T != 1 both logits are divided by T and the loss is multiplied by
@@ -37,16 +38,16 @@ def soft_label_ce(teacher_logits: tf.Tensor, student_logits: tf.Tensor,
     Returns:
         The loss, scalar or [batch].
     """
-    teacher_probs = tf.nn.softmax(teacher_logits / temperature, axis=-1)
-    student_log_probs = tf.nn.log_softmax(student_logits / temperature, axis=-1)
-    per_example = -tf.reduce_sum(teacher_probs * student_log_probs, axis=-1)
+    teacher_probs = ops.softmax(_float32(teacher_logits) / temperature, axis=-1)
+    student_log_probs = ops.log_softmax(_float32(student_logits) / temperature, axis=-1)
+    per_example = -ops.sum(teacher_probs * student_log_probs, axis=-1)
     if temperature != 1.0:
         per_example = per_example * (temperature ** 2)
     return _reduce(per_example, reduction)
 
 
-def hard_label_ce(labels: tf.Tensor, student_logits: tf.Tensor,
-                  reduction: str = "mean") -> tf.Tensor:
+def hard_label_ce(labels, student_logits,
+                  reduction: str = "mean"):
     """Cross-entropy with the gold labels.
 
     Args:
@@ -57,13 +58,14 @@ def hard_label_ce(labels: tf.Tensor, student_logits: tf.Tensor,
     Returns:
         The loss, scalar or [batch].
     """
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(labels, tf.int32), logits=student_logits)
+    log_probs = ops.log_softmax(_float32(student_logits), axis=-1)
+    labels = ops.cast(ops.reshape(labels, (-1, 1)), "int32")
+    per_example = -ops.take_along_axis(log_probs, labels, axis=-1)[:, 0]
     return _reduce(per_example, reduction)
 
 
-def regression_mse(targets: tf.Tensor, predictions: tf.Tensor,
-                   reduction: str = "mean") -> tf.Tensor:
+def regression_mse(targets, predictions,
+                   reduction: str = "mean"):
     """Squared error for regression tasks (STS-B), against gold or teacher scores.
 
     Args:
@@ -74,13 +76,13 @@ def regression_mse(targets: tf.Tensor, predictions: tf.Tensor,
     Returns:
         The loss, scalar or [batch].
     """
-    targets = tf.reshape(tf.cast(targets, predictions.dtype), [-1])
-    per_example = tf.square(targets - tf.reshape(predictions, [-1]))
+    targets = ops.reshape(_float32(targets), (-1,))
+    per_example = ops.square(targets - ops.reshape(_float32(predictions), (-1,)))
     return _reduce(per_example, reduction)
 
 
-def attention_kl(teacher_probs: tf.Tensor, student_probs: tf.Tensor,
-                 attention_mask: tf.Tensor, reduction: str = "mean") -> tf.Tensor:
+def attention_kl(teacher_probs, student_probs,
+                 attention_mask, reduction: str = "mean"):
     """KL(teacher || student) between self-attention distributions of one layer pair.
 
     For every head and every non-padding query row i, the KL divergence between the
@@ -96,20 +98,18 @@ def attention_kl(teacher_probs: tf.Tensor, student_probs: tf.Tensor,
     Returns:
         The loss, scalar or [batch].
     """
-    teacher_probs = tf.cast(teacher_probs, tf.float32)
-    student_probs = tf.cast(student_probs, tf.float32)
-    row_kl = tf.reduce_sum(
-        teacher_probs * (tf.math.log(teacher_probs + EPSILON)
-                         - tf.math.log(student_probs + EPSILON)), axis=-1)  # [b, h, s]
-    mask = tf.cast(attention_mask, tf.float32)[:, None, :]  # [b, 1, s]
-    heads = tf.cast(tf.shape(teacher_probs)[1], tf.float32)
-    valid_rows = tf.maximum(tf.reduce_sum(mask, axis=[1, 2]), 1.0)  # [b]
-    per_example = tf.reduce_sum(row_kl * mask, axis=[1, 2]) / (heads * valid_rows)
+    teacher_probs, student_probs = _float32(teacher_probs), _float32(student_probs)
+    row_kl = ops.sum(teacher_probs * (ops.log(teacher_probs + EPSILON)
+                                      - ops.log(student_probs + EPSILON)), axis=-1)  # [b, h, s]
+    mask = _float32(attention_mask)[:, None, :]  # [b, 1, s]
+    heads = ops.cast(ops.shape(teacher_probs)[1], "float32")
+    valid_rows = ops.maximum(ops.sum(mask, axis=(1, 2)), 1.0)  # [b]
+    per_example = ops.sum(row_kl * mask, axis=(1, 2)) / (heads * valid_rows)
     return _reduce(per_example, reduction)
 
 
-def cls_cosine_loss(teacher_cls: tf.Tensor, student_cls: tf.Tensor,
-                    reduction: str = "mean") -> tf.Tensor:
+def cls_cosine_loss(teacher_cls, student_cls,
+                    reduction: str = "mean"):
     """Squared cosine distance (1 - cos(h_t, h_s))^2 between [CLS] vectors.
 
     Args:
@@ -120,7 +120,58 @@ def cls_cosine_loss(teacher_cls: tf.Tensor, student_cls: tf.Tensor,
     Returns:
         The loss, scalar or [batch].
     """
-    teacher_unit = tf.math.l2_normalize(tf.cast(teacher_cls, tf.float32), axis=-1)
-    student_unit = tf.math.l2_normalize(tf.cast(student_cls, tf.float32), axis=-1)
-    cosine = tf.reduce_sum(teacher_unit * student_unit, axis=-1)
-    return _reduce(tf.square(1.0 - cosine), reduction)
+    cosine = ops.sum(_unit(teacher_cls) * _unit(student_cls), axis=-1)
+    return _reduce(ops.square(1.0 - cosine), reduction)
+
+
+def _float32(tensor):
+    return ops.cast(tensor, "float32")
+
+
+def _unit(vectors):
+    """float [batch, hidden] scaled to length 1 (zero vectors stay zero)."""
+    vectors = _float32(vectors)
+    return vectors * ops.rsqrt(ops.maximum(ops.sum(ops.square(vectors), axis=-1,
+                                                   keepdims=True), EPSILON))
+
+
+def attention_mse(teacher_probs, student_probs, attention_mask, reduction: str = "mean"):
+    """Mean squared difference of two layers' attention probabilities (TextBrewer's
+    attention MSE), over heads, valid query rows and valid keys.
+
+    Args:
+        teacher_probs: float [batch, heads, seq, seq].
+        student_probs: float [batch, heads, seq, seq], same head count.
+        attention_mask: int or float [batch, seq], 1 for real tokens and 0 for padding.
+        reduction: ``"mean"`` or ``"none"``.
+
+    Returns:
+        The loss, scalar or [batch].
+    """
+    squared = ops.square(_float32(teacher_probs) - _float32(student_probs))
+    mask = _float32(attention_mask)
+    pairs = mask[:, None, :, None] * mask[:, None, None, :]  # [b, 1, s, s]
+    heads = ops.cast(ops.shape(teacher_probs)[1], "float32")
+    count = ops.maximum(ops.sum(pairs, axis=(1, 2, 3)), 1.0) * heads
+    return _reduce(ops.sum(squared * pairs, axis=(1, 2, 3)) / count, reduction)
+
+
+def hidden_mse(teacher_hidden, student_hidden, attention_mask, reduction: str = "mean"):
+    """Mean squared difference of two layers' hidden states over every valid token and
+    unit (TinyBERT's hidden-state loss; the embedding-layer loss when given layer 0).
+
+    Args:
+        teacher_hidden: float [batch, seq, hidden].
+        student_hidden: float [batch, seq, hidden], already projected to the teacher's
+            width.
+        attention_mask: int or float [batch, seq].
+        reduction: ``"mean"`` or ``"none"``.
+
+    Returns:
+        The loss, scalar or [batch].
+    """
+    squared = ops.square(_float32(teacher_hidden) - _float32(student_hidden))
+    mask = _float32(attention_mask)
+    width = ops.cast(ops.shape(teacher_hidden)[-1], "float32")
+    count = ops.maximum(ops.sum(mask, axis=1), 1.0) * width
+    return _reduce(ops.sum(ops.sum(squared, axis=-1) * mask, axis=1) / count, reduction)

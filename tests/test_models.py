@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import make_batch, tiny_teacher
-from kd_keras import data, models
+from conftest import make_batch, pytorch_state, tiny_teacher
+from kd_keras import data, hub, models
 from kd_keras.models import ModelError
 
 
@@ -112,7 +112,7 @@ def test_count_params_matches_keras(teacher):
 def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
     import time
 
-    monkeypatch.setattr(models, "HUB_HOSTS", ("unreachable.invalid",))
+    monkeypatch.setattr(hub, "HUB_HOSTS", ("unreachable.invalid",))
     start = time.time()
     with pytest.raises(ModelError, match="Hugging Face hub cannot be reached"):
         models.load_pretrained("bert-base-uncased", 2, str(tmp_path))
@@ -138,18 +138,9 @@ def save_safetensors_only(adapter, tokenizer, folder):
     """A checkpoint as the hub serves most of them today: config.json, PyTorch-layout
     model.safetensors (no tf_model.h5) and tokenizer files."""
     from safetensors.numpy import save_file
-    from transformers.modeling_tf_pytorch_utils import (
-        TransposeType, convert_tf_weight_name_to_pt_weight_name)
 
     os.makedirs(folder)
-    state = {}
-    for weight in adapter.model.weights:
-        name, transpose = convert_tf_weight_name_to_pt_weight_name(
-            weight.name, start_prefix_to_remove=weight.name.split("/")[0] + "/",
-            tf_weight_shape=weight.shape)
-        value = weight.numpy()
-        state[name] = np.ascontiguousarray(value.T if transpose != TransposeType.NO else value)
-    save_file(state, os.path.join(folder, "model.safetensors"))
+    save_file(pytorch_state(adapter.model), os.path.join(folder, "model.safetensors"))
     adapter.config.to_json_file(os.path.join(folder, "config.json"))
     tokenizer.save_pretrained(folder)
 
@@ -166,7 +157,7 @@ def test_hub_names_are_downloaded_then_loaded_as_a_local_folder(teacher, tokeniz
         calls.append((repo_id, tuple(allow_patterns)))
         return folder
 
-    monkeypatch.setattr(models, "_require_hub", lambda name: None)
+    monkeypatch.setattr(hub, "_require_hub", lambda name: None)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     loaded = models.load_pretrained("someone/tiny-bert", 2, str(tmp_path))
     x, _ = make_batch()

@@ -1,0 +1,89 @@
+"""Transformer encoders in Keras 3 (keras.ops only, any backend), loaded from and saved to
+the Hugging Face layout: BERT (MiniLM included), RoBERTa, ELECTRA and DistilBERT.
+
+    from kd_keras import encoders
+    model = encoders.from_pretrained("minilm", num_labels=3)      # or a folder, a hub name
+    outputs = model.forward(batch, output_attentions=True)       # hidden states, attentions
+    encoders.save(model, "out/student", tokenizer)                 # loads in transformers too
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Optional
+
+from kd_keras.encoders import bert, distilbert, electra, roberta
+from kd_keras.encoders.checkpoint import WEIGHTS_FILE, assign, named_variables, save
+from kd_keras.encoders.config import EncoderConfig, EncoderError, from_hf_dict, to_hf_dict
+from kd_keras.encoders.model import EncoderClassifier, EncoderOutputs
+
+FAMILIES = {module.FAMILY.name: module.FAMILY for module in (bert, roberta, electra, distilbert)}
+
+__all__ = ["EncoderClassifier", "EncoderConfig", "EncoderError", "EncoderOutputs",
+           "FAMILIES", "build", "from_pretrained", "load_folder", "named_variables", "save",
+           "from_hf_dict", "to_hf_dict"]
+
+
+def build(config: EncoderConfig) -> EncoderClassifier:
+    """A model of this configuration with freshly initialised, built weights."""
+    if config.family not in FAMILIES:
+        raise EncoderError(f"unknown encoder family '{config.family}'; one of "
+                           f"{', '.join(FAMILIES)}.")
+    return EncoderClassifier(config, FAMILIES[config.family]).build_weights()
+
+
+def load_folder(folder: str, num_labels: Optional[int] = None,
+                overrides: Optional[Dict] = None, verbose: bool = True) -> EncoderClassifier:
+    """Loads a Hugging Face folder holding config.json and model.safetensors.
+
+    Args:
+        folder: the checkpoint folder.
+        num_labels: classifier width; the checkpoint's when None.  A head of another width
+            (or none) is initialised.
+        overrides: EncoderConfig fields to change, e.g. {"attention_dropout": 0.0}.
+        verbose: print which checkpoint tensors were ignored and which weights initialised.
+
+    Raises:
+        EncoderError: no config or weights, an unsupported family, a missing encoder
+            tensor.
+    """
+    from safetensors.numpy import load_file
+
+    config_path, weights_path = (os.path.join(folder, name)
+                                 for name in ("config.json", WEIGHTS_FILE))
+    for path in (config_path, weights_path):
+        if not os.path.exists(path):
+            raise EncoderError(f"{folder} has no {os.path.basename(path)}; pass a Hugging "
+                               "Face model folder with config.json and model.safetensors.")
+    with open(config_path, encoding="utf-8") as handle:
+        config = from_hf_dict(json.load(handle), num_labels)
+    if overrides:
+        config = config.replace(**overrides)
+    model = build(config)
+    report = assign(model, load_file(weights_path))
+    if verbose and report["initialised"]:
+        print(f"Note: {folder} has no {config.num_labels}-way classifier; a new one is "
+              "initialised.")
+    if verbose and report["ignored"]:
+        print(f"Unused in {folder}: {', '.join(report['ignored'][:6])}"
+              + (f" and {len(report['ignored']) - 6} more" if len(report["ignored"]) > 6
+                 else "") + ".")
+    return model
+
+
+def from_pretrained(name_or_folder: str, num_labels: Optional[int] = None,
+                    cache_dir: Optional[str] = None, overrides: Optional[Dict] = None,
+                    verbose: bool = True) -> EncoderClassifier:
+    """Loads a local Hugging Face folder, the packaged MiniLM (``"minilm"``, extracted into
+    cache_dir) or a hub name (downloaded once with huggingface_hub).
+
+    Raises:
+        kd_keras.hub.ModelError: the model cannot be found or downloaded.
+        EncoderError: as load_folder.
+    """
+    from kd_keras import hub
+
+    folder = hub.model_folder(name_or_folder, cache_dir or os.path.join(
+        os.path.expanduser("~"), ".cache", "kd_keras"))
+    return load_folder(folder, num_labels, overrides, verbose)

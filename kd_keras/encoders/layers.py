@@ -1,0 +1,169 @@
+"""The layers every encoder family shares, written in keras.ops alone (any Keras backend).
+
+All four families (BERT, RoBERTa, ELECTRA, DistilBERT) are post-LayerNorm Transformer
+encoders: they differ in names, position ids, token types, an embedding projection and
+the classifier head, which their modules describe; the arithmetic is here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import keras
+from keras import ops
+
+from kd_keras.encoders.config import EncoderConfig, EncoderError
+
+# Added to the attention scores of padding keys: exp() of it is 0 in float32 and it
+# still fits float16.
+MASK_VALUE = -1e4
+
+
+def _gelu_exact(x):
+    return ops.gelu(x, approximate=False)
+
+
+def _gelu_tanh(x):
+    return ops.gelu(x, approximate=True)
+
+
+ACTIVATIONS = {"gelu": _gelu_exact, "gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh,
+               "gelu_fast": _gelu_tanh, "relu": ops.relu, "silu": ops.silu, "swish": ops.silu,
+               "tanh": ops.tanh}
+
+
+def activation(name: str):
+    """The activation function a config names (BERT's ``gelu`` is the exact, erf one)."""
+    if name not in ACTIVATIONS:
+        raise EncoderError(f"activation '{name}' is not supported; one of "
+                           f"{', '.join(sorted(ACTIVATIONS))}.")
+    return ACTIVATIONS[name]
+
+
+def _dense(units: int, name: str, activation_fn=None) -> keras.layers.Dense:
+    return keras.layers.Dense(units, activation=activation_fn, name=name)
+
+
+class Embeddings(keras.layers.Layer):
+    """Word + position (+ token type) embeddings, LayerNorm, dropout, and ELECTRA's
+    projection to the hidden size.
+
+    Args:
+        config: the encoder's settings.
+        positions_padding_id: RoBERTa's padding id: its position ids count the
+            non-padding tokens from this id + 1 (padding gets the id itself); None for the
+            others (positions 0..seq-1).
+    """
+
+    def __init__(self, config: EncoderConfig, positions_padding_id: Optional[int] = None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        width = config.embedding_width
+        self.positions_padding_id = positions_padding_id
+        self.word = keras.layers.Embedding(config.vocab_size, width, name="word")
+        self.position = keras.layers.Embedding(config.max_positions, width, name="position")
+        self.token_type = (keras.layers.Embedding(config.type_vocab_size, width,
+                                                  name="token_type")
+                           if config.type_vocab_size else None)
+        self.norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="norm")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+        self.projection = (_dense(config.hidden_size, "projection")
+                           if config.embedding_size else None)
+
+    def call(self, input_ids, token_type_ids, training=False):
+        """input_ids, token_type_ids int [batch, seq] -> float [batch, seq, hidden]."""
+        if self.positions_padding_id is None:
+            positions = ops.arange(ops.shape(input_ids)[1])[None, :]
+        else:
+            not_pad = ops.cast(ops.not_equal(input_ids, self.positions_padding_id), "int32")
+            positions = ops.cumsum(not_pad, axis=1) * not_pad + self.positions_padding_id
+        hidden = self.word(input_ids) + self.position(positions)
+        if self.token_type is not None:
+            hidden = hidden + self.token_type(token_type_ids)
+        hidden = self.dropout(self.norm(hidden), training=training)
+        return self.projection(hidden) if self.projection is not None else hidden
+
+
+class SelfAttention(keras.layers.Layer):
+    """Multi-head self-attention that also returns its probabilities before dropout."""
+
+    def __init__(self, config: EncoderConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.head_size = config.num_heads, config.head_size
+        self.query = _dense(config.hidden_size, "query")
+        self.key = _dense(config.hidden_size, "key")
+        self.value = _dense(config.hidden_size, "value")
+        self.dropout = keras.layers.Dropout(config.attention_dropout)
+
+    def _heads(self, x):
+        """[batch, seq, hidden] -> [batch, heads, seq, head_size]."""
+        batch, seq = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (batch, seq, self.num_heads, self.head_size))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def call(self, hidden, additive_mask, training=False):
+        """Attends every position to every non-padding position.
+
+        Args:
+            hidden: float [batch, seq, hidden].
+            additive_mask: float [batch, 1, 1, seq], 0 for tokens and MASK_VALUE for
+                padding.
+
+        Returns:
+            (context [batch, seq, hidden], probabilities [batch, heads, seq, seq]).
+        """
+        query, key, value = (self._heads(f(hidden)) for f in (self.query, self.key, self.value))
+        scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
+        scores = scores / math.sqrt(self.head_size) + ops.cast(additive_mask, scores.dtype)
+        probabilities = ops.softmax(scores, axis=-1)
+        context = ops.matmul(self.dropout(probabilities, training=training), value)
+        batch, seq = ops.shape(hidden)[0], ops.shape(hidden)[1]
+        context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)),
+                              (batch, seq, self.num_heads * self.head_size))
+        return context, probabilities
+
+
+class TransformerLayer(keras.layers.Layer):
+    """One post-LayerNorm encoder layer: attention, then the feed-forward block."""
+
+    def __init__(self, config: EncoderConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = SelfAttention(config, name="attention")
+        self.attention_output = _dense(config.hidden_size, "attention_output")
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps,
+                                                              name="attention_norm")
+        self.intermediate = _dense(config.intermediate_size, "intermediate",
+                                   activation(config.activation))
+        self.output_dense = _dense(config.hidden_size, "output")
+        self.output_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps,
+                                                           name="output_norm")
+        self.dropout = keras.layers.Dropout(config.hidden_dropout)
+
+    def call(self, hidden, additive_mask, training=False, cls_only=False) -> Tuple:
+        """Args:
+            hidden: float [batch, seq, hidden].
+            additive_mask: float [batch, 1, 1, seq].
+            cls_only: compute the output at the first ([CLS]) position only; the
+                attention probabilities stay complete.  Saves the output projection and
+                feed-forward work on every other position (about 70% of a layer at
+                length 128) for callers that read nothing else of this layer.
+
+        Returns:
+            (output [batch, seq, hidden], or [batch, 1, hidden] with cls_only;
+            attention probabilities [batch, heads, seq, seq]).
+        """
+        context, probabilities = self.attention(hidden, additive_mask, training=training)
+        if cls_only:
+            context, hidden = context[:, :1], hidden[:, :1]
+        attended = self.attention_norm(
+            hidden + self.dropout(self.attention_output(context), training=training))
+        output = self.output_dense(self.intermediate(attended))
+        output = self.output_norm(attended + self.dropout(output, training=training))
+        return output, probabilities
+
+
+def additive_mask(attention_mask):
+    """attention_mask int [batch, seq] (1 token, 0 padding) -> float [batch, 1, 1, seq]."""
+    mask = ops.cast(attention_mask, "float32")[:, None, None, :]
+    return (1.0 - mask) * MASK_VALUE

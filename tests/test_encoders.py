@@ -1,0 +1,228 @@
+"""The Keras 3 encoders against two independent references, on tiny random checkpoints:
+Hugging Face's own TF implementation of each family (its weights written under PyTorch
+names, as hub checkpoints are), and a plain numpy BERT."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from conftest import pytorch_state
+from kd_keras import encoders
+from kd_keras.encoders import EncoderError
+
+SIZES = dict(vocab_size=97, num_labels=3)
+FAMILY_CONFIGS = {
+    "bert": ("BertConfig", "TFBertForSequenceClassification",
+             dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+                  intermediate_size=60, max_position_embeddings=64)),
+    "roberta": ("RobertaConfig", "TFRobertaForSequenceClassification",
+                dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+                     intermediate_size=60, max_position_embeddings=66, type_vocab_size=1,
+                     pad_token_id=1, hidden_act="gelu_new")),
+    "electra": ("ElectraConfig", "TFElectraForSequenceClassification",
+                dict(hidden_size=48, embedding_size=24, num_hidden_layers=2,
+                     num_attention_heads=3, intermediate_size=60,
+                     max_position_embeddings=64)),
+    "distilbert": ("DistilBertConfig", "TFDistilBertForSequenceClassification",
+                   dict(dim=48, n_layers=2, n_heads=3, hidden_dim=60,
+                        max_position_embeddings=64)),
+}
+
+
+def hf_checkpoint(family, folder, seed=0):
+    """A randomly initialised Hugging Face TF classifier of the family, saved as a hub
+    checkpoint would be (config.json + PyTorch-named model.safetensors)."""
+    import transformers
+    from safetensors.numpy import save_file
+
+    config_class, model_class, sizes = FAMILY_CONFIGS[family]
+    config = getattr(transformers, config_class)(**SIZES, **sizes)
+    import tf_keras
+    tf_keras.utils.set_random_seed(seed)
+    model = getattr(transformers, model_class)(config)
+    model(model.dummy_inputs, training=False)
+    os.makedirs(folder, exist_ok=True)
+    save_file(pytorch_state(model), os.path.join(folder, "model.safetensors"))
+    config.to_json_file(os.path.join(folder, "config.json"))
+    return model
+
+
+def batch(pad_id=0, seed=0, rows=4, seq=7, segments=True):
+    """Inputs int32 [rows, seq]; the last two rows padded with pad_id; two segments unless
+    the family has no token types."""
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(5, 97, size=(rows, seq)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[-1, -3:] = 0
+    mask[-2, -1:] = 0
+    ids[mask == 0] = pad_id
+    types = np.zeros_like(ids)
+    types[:, seq // 2:] = int(segments)
+    types[mask == 0] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CONFIGS))
+def test_each_family_matches_hugging_faces_implementation(family, tmp_path):
+    reference = hf_checkpoint(family, str(tmp_path))
+    ours = encoders.load_folder(str(tmp_path), verbose=False)
+    assert ours.config.family == family and ours.num_labels == 3
+    x = batch(pad_id=ours.config.pad_token_id, segments=family == "bert")
+    hf_inputs = {k: v for k, v in x.items()
+                 if not (family == "distilbert" and k == "token_type_ids")}
+    expected = reference(hf_inputs, training=False, output_attentions=True,
+                         output_hidden_states=True)
+    got = ours.forward(x)
+    assert len(got.hidden_states) == 3 and len(got.attentions) == 2
+    for a, b in zip(got.hidden_states, expected.hidden_states):
+        np.testing.assert_allclose(np.asarray(a), b.numpy(), atol=1e-5)
+    for a, b in zip(got.attentions, expected.attentions):
+        assert a.shape == (4, 3, 7, 7)
+        np.testing.assert_allclose(np.asarray(a), b.numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got.logits), expected.logits.numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(ours(x)), expected.logits.numpy(), atol=1e-5)
+
+
+def numpy_bert(state, raw, x):
+    """BERT written out in numpy from its definition, reading the checkpoint directly.
+
+    Returns:
+        (hidden states, attention probabilities, logits).
+    """
+    def dense(name, h):
+        return h @ state[f"{name}.weight"].T + state[f"{name}.bias"]
+
+    def norm(name, h):
+        mean = h.mean(-1, keepdims=True)
+        var = ((h - mean) ** 2).mean(-1, keepdims=True)
+        return (h - mean) / np.sqrt(var + raw["layer_norm_eps"]) * state[f"{name}.weight"] \
+            + state[f"{name}.bias"]
+
+    ids, mask, types = x["input_ids"], x["attention_mask"], x["token_type_ids"]
+    seq, heads = ids.shape[1], raw["num_attention_heads"]
+    size = raw["hidden_size"] // heads
+    e = "bert.embeddings."
+    h = (state[e + "word_embeddings.weight"][ids] + state[e + "position_embeddings.weight"][
+        np.arange(seq)][None] + state[e + "token_type_embeddings.weight"][types])
+    h = norm(e + "LayerNorm", h)
+    hidden, attentions = [h], []
+    for i in range(raw["num_hidden_layers"]):
+        p = f"bert.encoder.layer.{i}."
+        probs = np.zeros((ids.shape[0], heads, seq, seq))
+        context = np.zeros_like(h)
+        for head in range(heads):
+            cut = slice(head * size, (head + 1) * size)
+            q, k, v = (dense(p + f"attention.self.{n}", h)[..., cut]
+                       for n in ("query", "key", "value"))
+            scores = q @ k.transpose(0, 2, 1) / np.sqrt(size)
+            scores = np.where(mask[:, None, :] == 1, scores, -np.inf)
+            weights = np.exp(scores - scores.max(-1, keepdims=True))
+            probs[:, head] = weights / weights.sum(-1, keepdims=True)
+            context[..., cut] = probs[:, head] @ v
+        a = norm(p + "attention.output.LayerNorm", h + dense(p + "attention.output.dense",
+                                                             context))
+        inner = dense(p + "intermediate.dense", a)
+        inner = 0.5 * inner * (1 + erf(inner / np.sqrt(2)))  # exact GELU
+        h = norm(p + "output.LayerNorm", a + dense(p + "output.dense", inner))
+        hidden.append(h)
+        attentions.append(probs)
+    pooled = np.tanh(dense("bert.pooler.dense", h[:, 0]))
+    return hidden, attentions, dense("classifier", pooled)
+
+
+def test_bert_matches_a_numpy_bert(tmp_path):
+    from safetensors.numpy import load_file
+
+    hf_checkpoint("bert", str(tmp_path), seed=3)
+    state = {k: v.astype(np.float64) for k, v in
+             load_file(str(tmp_path / "model.safetensors")).items()}
+    raw = json.loads((tmp_path / "config.json").read_text())
+    x = batch(seed=5)
+    hidden, attentions, logits = numpy_bert(state, raw, x)
+    got = encoders.load_folder(str(tmp_path), verbose=False).forward(x)
+    for a, b in zip(got.hidden_states, hidden):
+        np.testing.assert_allclose(np.asarray(a), b, atol=2e-5)
+    for a, b in zip(got.attentions, attentions):
+        np.testing.assert_allclose(np.asarray(a), b, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(got.logits), logits, atol=2e-5)
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CONFIGS))
+def test_save_writes_what_hugging_face_and_we_load_again(family, tmp_path):
+    import transformers
+    from safetensors.numpy import load_file
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
+
+    hf_checkpoint(family, str(tmp_path / "source"))
+    model = encoders.load_folder(str(tmp_path / "source"), verbose=False)
+    encoders.save(model, str(tmp_path / "saved"), id2label={0: "a", 1: "b", 2: "c"})
+    again = encoders.load_folder(str(tmp_path / "saved"), verbose=False)
+    x = batch(pad_id=model.config.pad_token_id, segments=family == "bert")
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(model(x)))
+    # Hugging Face reads the saved folder as one of its own checkpoints.
+    raw = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert raw["id2label"] == {"0": "a", "1": "b", "2": "c"} and raw["model_type"] == family
+    config_class, model_class, _ = FAMILY_CONFIGS[family]
+    hf_config = getattr(transformers, config_class).from_pretrained(str(tmp_path / "saved"))
+    hf_model = getattr(transformers, model_class)(hf_config)
+    hf_model(hf_model.dummy_inputs, training=False)
+    load_pytorch_state_dict_in_tf2_model(
+        hf_model, load_file(str(tmp_path / "saved" / "model.safetensors")),
+        allow_missing_keys=False, skip_logger_warnings=True)
+    inputs = {k: v for k, v in x.items()
+              if not (family == "distilbert" and k == "token_type_ids")}
+    np.testing.assert_allclose(hf_model(inputs, training=False).logits.numpy(),
+                               np.asarray(model(x)), atol=1e-5)
+
+
+def test_every_checkpoint_tensor_is_used_or_reported(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    hf_checkpoint("bert", str(tmp_path))
+    state = load_file(str(tmp_path / "model.safetensors"))
+    model = encoders.build(encoders.from_hf_dict(
+        json.loads((tmp_path / "config.json").read_text())))
+    state["cls.predictions.bias"] = np.zeros(97, np.float32)  # a language-model head
+    report = encoders.assign(model, state)
+    assert report == {"ignored": ["cls.predictions.bias"], "initialised": []}
+    # sentence-transformers checkpoints store the backbone without "bert.".
+    bare = {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in state.items()}
+    assert encoders.assign(model, bare)["initialised"] == []
+    # A base checkpoint without a classifier: the head is initialised and reported.
+    headless = {k: v for k, v in state.items() if not k.startswith("classifier")}
+    assert encoders.assign(model, headless)["initialised"] == ["classifier.bias",
+                                                              "classifier.weight"]
+    del state["bert.encoder.layer.1.output.dense.weight"]
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(EncoderError, match="lacks 1 encoder tensor.*layer.1.output.dense"):
+        encoders.load_folder(str(tmp_path))
+    with pytest.raises(EncoderError, match="has no config.json"):
+        encoders.load_folder(str(tmp_path / "nowhere"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(EncoderError, match="model type 'gpt2' is not supported"):
+        encoders.load_folder(str(tmp_path))
+
+
+def test_first_layers_cls_only_and_attention_before_dropout(tmp_path):
+    hf_checkpoint("bert", str(tmp_path))
+    model = encoders.load_folder(str(tmp_path), verbose=False)
+    x = batch()
+    full = model.forward(x)
+    part = model.forward(x, num_layers=1, with_logits=False)
+    assert part.logits is None and len(part.hidden_states) == 2
+    np.testing.assert_allclose(np.asarray(part.hidden_states[1]),
+                               np.asarray(full.hidden_states[1]), atol=1e-6)
+    cls = model.forward(x, cls_only_last=True)
+    assert cls.hidden_states[-1].shape == (4, 1, 48)
+    np.testing.assert_allclose(np.asarray(cls.hidden_states[-1][:, 0]),
+                               np.asarray(full.hidden_states[-1][:, 0]), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(cls.logits), np.asarray(full.logits), atol=1e-5)
+    with pytest.raises(ValueError, match="all layers"):
+        model.forward(x, num_layers=1)
+    # Training mode: dropout on, but the returned attention rows are still distributions.
+    trained = model.forward(x, training=True)
+    np.testing.assert_allclose(np.asarray(trained.attentions[0]).sum(-1), 1.0, atol=1e-5)
+    assert model.forward(x, output_attentions=False).attentions == []
