@@ -121,3 +121,61 @@ def test_stage_terms_follow_the_schedule():
                                         internal=["hidden_mse", "attention_mse"])
     assert [t.name for t in tinybert] == ["soft", "hard", "hid_mse_s1_t2", "att_mse_s1_t2",
                                           "hid_mse_s2_t4", "att_mse_s2_t4"]
+
+
+def distiller_with_dropout(seed):
+    keras.utils.set_random_seed(seed)
+    teacher = encoders.build(TEACHER)
+    student = encoders.derive_student(teacher, 2, MAPPING)  # hidden dropout 0.1 stays on
+    model = distiller_k3.Distiller(student, teacher, sid_stages()[-1:])
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    model.build_optimizer()
+    return model
+
+
+def test_restoring_every_variable_resumes_exactly_dropout_included():
+    """Keras 3 keeps each dropout layer's seed-generator state in a variable: a backup of
+    model and optimizer variables continues with the masks an uninterrupted run draws."""
+    import tensorflow as tf
+
+    x, y = batch()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)  # 3 batches
+    whole = distiller_with_dropout(seed=3)
+    whole.fit(data, epochs=1, verbose=0)
+    first = distiller_with_dropout(seed=3)
+    first.fit(data.take(1), epochs=1, verbose=0)
+    backup = [v.numpy() for v in first.variables + first.optimizer.variables]
+    resumed = distiller_with_dropout(seed=99)  # another process, other initial seeds
+    for variable, value in zip(resumed.variables + resumed.optimizer.variables, backup):
+        variable.assign(value)
+    resumed.fit(data.skip(1), epochs=1, verbose=0)
+    seeds = [v for v in resumed.student.variables if "seed_generator" in v.path]
+    assert len(seeds) >= 4  # the dropout layers' states are variables, so backups hold them
+    for a, b in zip(whole.student.weights, resumed.student.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    # Without the restored seed states the masks differ, and so do the weights.
+    unseeded = distiller_with_dropout(seed=99)
+    for variable, value in zip(unseeded.weights + unseeded.optimizer.variables,
+                               [v.numpy() for v in first.weights + first.optimizer.variables]):
+        variable.assign(value)
+    unseeded.fit(data.skip(1), epochs=1, verbose=0)
+    assert max(float(np.abs(a.numpy() - b.numpy()).max())
+               for a, b in zip(whole.student.weights, unseeded.student.weights)) > 1e-5
+
+
+def test_derived_student_copies_the_matched_teacher_layers():
+    keras.utils.set_random_seed(1)
+    teacher = encoders.build(TEACHER)
+    student = encoders.derive_student(teacher, 2, MAPPING)
+    assert student.num_layers == 2 and student.config.attention_dropout == 0.0
+    for (s, t) in MAPPING:
+        for a, b in zip(student.encoder_layers[s - 1].weights,
+                        teacher.encoder_layers[t - 1].weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(student.head.weights + student.embeddings.weights,
+                    teacher.head.weights + teacher.embeddings.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    narrow = encoders.derive_student(teacher, 2, MAPPING, hidden_size=36, init="random")
+    assert narrow.hidden_size == 36 and narrow.config.intermediate_size == 144
+    with pytest.raises(encoders.EncoderError, match="--student_init=random"):
+        encoders.derive_student(teacher, 2, MAPPING, hidden_size=36)

@@ -21,7 +21,8 @@ from kd_keras.encoders.model import EncoderClassifier, EncoderOutputs
 FAMILIES = {module.FAMILY.name: module.FAMILY for module in (bert, roberta, electra, distilbert)}
 
 __all__ = ["EncoderClassifier", "EncoderConfig", "EncoderError", "EncoderOutputs",
-           "FAMILIES", "build", "from_pretrained", "load_folder", "named_variables", "save",
+           "FAMILIES", "build", "derive_student", "from_pretrained", "load_folder",
+           "named_variables", "save",
            "from_hf_dict", "to_hf_dict"]
 
 
@@ -87,3 +88,46 @@ def from_pretrained(name_or_folder: str, num_labels: Optional[int] = None,
     folder = hub.model_folder(name_or_folder, cache_dir or os.path.join(
         os.path.expanduser("~"), ".cache", "kd_keras"))
     return load_folder(folder, num_labels, overrides, verbose)
+
+
+def derive_student(teacher: EncoderClassifier, num_layers: int, mapping,
+                   hidden_size: Optional[int] = None, init: str = "teacher",
+                   attention_dropout: float = 0.0, seed: Optional[int] = None
+                   ) -> EncoderClassifier:
+    """A shallower student of the teacher's family, optionally cut from its weights.
+
+    Args:
+        teacher: the teacher.
+        num_layers: student depth.
+        mapping: [(student layer, teacher layer)], 1-based: student layer k copies teacher
+            layer mapping[k-1][1] when init is "teacher".
+        hidden_size: student width (the teacher's when None); another width starts
+            from random weights (init must be "random"), feed-forward 4x as wide.
+        init: "teacher" (embeddings, matched layers and head copied) or "random".
+        attention_dropout: the student's attention-probability dropout: 0 while
+            distilling, so the maps compared with the teacher's are distributions.
+        seed: seeds the random initialisation.
+
+    Raises:
+        EncoderError: a width change with init="teacher", or an unknown init.
+    """
+    import keras
+
+    if init not in ("teacher", "random"):
+        raise EncoderError(f"--student_init must be 'teacher' or 'random', got '{init}'.")
+    changes = dict(num_layers=num_layers, attention_dropout=attention_dropout)
+    if hidden_size and hidden_size != teacher.hidden_size:
+        if init == "teacher":
+            raise EncoderError("A student of another hidden size cannot copy teacher weights;"
+                               " pass --student_init=random.")
+        changes.update(hidden_size=hidden_size, intermediate_size=4 * hidden_size)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    student = build(teacher.config.replace(**changes))
+    if init == "teacher":
+        pairs = [(teacher.embeddings, student.embeddings), (teacher.head, student.head)]
+        pairs += [(teacher.encoder_layers[t - 1], student.encoder_layers[s - 1])
+                  for s, t in mapping]
+        for source, target in pairs:
+            target.set_weights(source.get_weights())
+    return student
