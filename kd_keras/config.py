@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Optional, Tuple
 
-from kd_keras import schedules
+from kd_keras import files, schedules
 from kd_keras.tasks import OWN_DATA_TASK, TASK_TYPES, get_task
 
 MODES = ("pipeline", "train_teacher", "distill", "evaluate", "predict", "export")
@@ -19,27 +18,55 @@ MINILM_TEACHER = "minilm"  # the same name models.MINILM loads
 DEMO_MODEL_DIR = "/tmp/kd_keras_demo"
 
 
+def option(default, help: str, choices: Optional[Tuple[str, ...]] = None, flag: bool = True):
+    """A config field and its command-line flag (same name, this default and help).
+
+    Args:
+        default: the one default of the setting.
+        help: the flag's help text.
+        choices: allowed values of a string setting (an enum flag).
+        flag: False for fields that no flag sets (filled in by the run).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices,
+                                                        "flag": flag})
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where examples come from and how they are batched."""
 
-    task: str = "synthetic"
-    data_dir: Optional[str] = None
-    use_tfds: bool = True
-    tfds_data_dir: Optional[str] = None
-    max_seq_length: int = 128
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    skip_bad_rows: bool = False
-    max_train_examples: Optional[int] = None
-    max_eval_examples: Optional[int] = None
-    synthetic_size: int = 2000
-    # The user's own data (task "custom"): CSV / TSV with a header row, or JSONL.
-    train_file: Optional[str] = None
-    dev_file: Optional[str] = None
-    text_fields: Tuple[str, ...] = ()
-    label_field: Optional[str] = None
-    task_type: str = "classification"
+    task: str = option("synthetic", "GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, "
+                       "rte, wnli) or synthetic; not with --train_file.")
+    data_dir: Optional[str] = option(None, "GLUE data folder holding <TASK>/train.tsv and "
+                                     "dev.tsv; defaults to $GLUE_DIR.")
+    use_tfds: bool = option(True, "Load TFDS glue/<task> when no data_dir is given.")
+    tfds_data_dir: Optional[str] = option(None, "TFDS data folder (TFDS default when unset).")
+    max_seq_length: int = option(128, "Longest input in tokens.")
+    batch_size: int = option(32, "Global training batch size.")
+    eval_batch_size: int = option(64, "Evaluation batch size.")
+    skip_bad_rows: bool = option(False, "Skip malformed rows (and report how many) instead "
+                                 "of failing.")
+    max_train_examples: Optional[int] = option(None, "Use only the first N training "
+                                               "examples.")
+    max_eval_examples: Optional[int] = option(None, "Use only the first N dev examples.")
+    synthetic_size: int = option(2000, "Training examples of the synthetic task.")
+    train_file: Optional[str] = option(
+        None, "Your own training data instead of --task: .csv or .tsv with a header row, or "
+        ".jsonl (one object a line).")
+    dev_file: Optional[str] = option(None, "Your own evaluation data, in the same fields "
+                                     "(any of the three formats).")
+    text_fields: Tuple[str, ...] = option(
+        (), "With --train_file: the field holding the text, or two comma-separated fields "
+        "for sentence pairs.")
+    label_field: Optional[str] = option(None, "With --train_file: the label field.")
+    task_type: str = option("classification", "With --train_file: classes read from the "
+                            "training file (accuracy, macro F1) or a real-valued score "
+                            "(Pearson, Spearman).", choices=TASK_TYPES)
+    predict_file: Optional[str] = option(
+        None, "predict mode: GLUE tasks: a TSV in the task's dev format; own data: a "
+        ".csv/.tsv/.jsonl file with the text fields.")
+    output_file: Optional[str] = option(None, "predict mode: where predictions go (own data: "
+                                        ".csv, .tsv or .jsonl, with the class probabilities).")
 
     @property
     def own_data(self) -> bool:
@@ -49,72 +76,97 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Teacher source and student shape.
+    """Teacher source and student shape."""
 
-    ``teacher`` is ``tiny`` (a small BERT built from scratch on the task's vocab, for the
-    demo), ``minilm`` (the packaged MiniLM), a local Hugging Face folder or a hub name.
-    """
-
-    teacher: str = TINY_TEACHER
-    teacher_finetuned: bool = False
-    tiny_layers: int = 4
-    tiny_hidden_size: int = 64
-    tiny_heads: int = 4
-    student: Optional[str] = None
-    student_layers: int = 2
-    student_hidden_size: Optional[int] = None
-    student_init: str = "teacher"
-    layer_map: Optional[Tuple[int, ...]] = None
+    teacher: str = option(
+        TINY_TEACHER, "tiny (built on the spot from random weights, its vocabulary from the "
+        "training texts), minilm (pip package), a local Hugging Face folder or a hub name. "
+        "Default: tiny for the synthetic task, minilm otherwise.")
+    teacher_finetuned: bool = option(False, "The teacher is already fine-tuned on the task: "
+                                     "skip fine-tuning.")
+    tiny_layers: int = option(4, "Layers of the tiny teacher.")
+    tiny_hidden_size: int = option(64, "Width of the tiny teacher.")
+    tiny_heads: int = option(4, "Heads of the tiny teacher.")
+    student: Optional[str] = option(
+        None, "A pretrained student instead of one cut from the teacher: minilm, a local "
+        "Hugging Face folder or a hub name. It must use the teacher's vocabulary; "
+        "--student_layers and --student_init are then ignored.")
+    student_layers: int = option(2, "Student depth.")
+    student_hidden_size: Optional[int] = option(
+        None, "Student width (teacher's when unset; another width needs "
+        "--student_init=random).")
+    student_init: str = option("teacher", "Copy embeddings and matched layers from the "
+                               "teacher, or start random.", choices=("teacher", "random"))
+    layer_map: Optional[Tuple[int, ...]] = option(
+        None, "Teacher layer (1-based) for each student layer, e.g. 2,4,6; default "
+        "k * L_t / L_s.")
 
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig:
     """The method: schedule and loss weights."""
 
-    schedule: str = "sid"
-    epochs: int = 2
-    epochs_per_stage: int = 2
-    cos_threshold: float = 0.0
-    kd_every_stage: bool = False
-    cache_teacher_logits: bool = True
-    hard_label_weight: float = 0.1
-    temperature: float = 1.0
-    attention_weight: float = 1.0
-    cosine_weight: float = 1.0
+    schedule: str = option("sid", "all, pid, sid, kd (standard KD baseline) or finetune "
+                           "(student alone).")
+    epochs: int = option(2, "Epochs of kd / all / finetune, and of the final classifier "
+                         "stage of pid / sid.")
+    epochs_per_stage: int = option(2, "Epoch limit of each internal pid / sid stage.")
+    cos_threshold: float = option(0.0, "An internal stage also ends when its mean [CLS] "
+                                  "cosine loss falls below this (0: never).")
+    kd_every_stage: bool = option(False, "Add the soft-label loss to every pid / sid stage.")
+    cache_teacher_logits: bool = option(
+        True, "Run the frozen teacher over the training set once and reuse its logits, so "
+        "stages that need only them (kd, classifier) run no teacher.")
+    hard_label_weight: float = option(0.1, "lambda: KD loss = soft + lambda * hard.")
+    temperature: float = option(1.0, "Soft-label temperature.")
+    attention_weight: float = option(1.0, "Weight of attention KL terms.")
+    cosine_weight: float = option(1.0, "Weight of [CLS] cosine terms.")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, hardware and outputs."""
 
-    # None: default_model_dir(), one folder per task and schedule.
-    model_dir: Optional[str] = None
-    export_dir: Optional[str] = None
-    learning_rate: float = 1e-4
-    teacher_learning_rate: float = 1e-4
-    teacher_epochs: int = 3
-    warmup_proportion: float = 0.1
-    weight_decay: float = 0.01
-    seed: int = 0
-    distribution_strategy: str = "default"
-    num_gpus: int = 0
-    tpu: Optional[str] = None
-    checkpoint_steps: int = 0
-    early_stopping_patience: int = 0
-    mixed_precision: str = "none"
-    xla: bool = False
-    # Tokenized features, unpacked models and teacher logits; model_dir/cache when None.
-    cache_dir: Optional[str] = None
-    # Set for multi-worker runs: every worker backs up to (and resumes from) the chief's
+    model_dir: Optional[str] = option(
+        None, "Output folder of one run: config, checkpoints, TensorBoard logs, models, "
+        "results.json. Default: runs/<task>_<schedule> (the demo: /tmp/kd_keras_demo).")
+    export_dir: Optional[str] = option(None, "SavedModel base folder (model_dir/export).")
+    export_version: Optional[int] = option(None, "Version folder (next free number).")
+    cache_dir: Optional[str] = option(
+        None, "Folder for tokenized data and the teacher's cached logits (model_dir/cache). "
+        "Share one between runs of the same teacher and task to tokenize and run the "
+        "teacher only once.")
+    learning_rate: float = option(1e-4, "Peak learning rate of the student.")
+    teacher_learning_rate: float = option(1e-4, "Peak learning rate when fine-tuning the "
+                                          "teacher.")
+    teacher_epochs: int = option(3, "Teacher fine-tuning epochs.")
+    warmup_proportion: float = option(0.1, "Share of steps spent warming the learning rate "
+                                      "up.")
+    weight_decay: float = option(0.01, "AdamW weight decay.")
+    seed: int = option(0, "Random seed (data order, initialisation).")
+    distribution_strategy: str = option("default", "default, one_device, mirrored, "
+                                        "multi_worker_mirrored or tpu.")
+    num_gpus: int = option(0, "GPUs for one_device / mirrored.")
+    tpu: Optional[str] = option(None, "TPU address for --distribution_strategy=tpu.")
+    checkpoint_steps: int = option(0, "Also back up every N steps (0: at epoch ends only).")
+    early_stopping_patience: int = option(0, "Stop after N classifier epochs without dev "
+                                          "gain (0: off).")
+    mixed_precision: str = option(
+        "none", "Keras mixed precision policy: mixed_float16 for GPUs (loss scaling is "
+        "automatic), mixed_bfloat16 for TPUs and recent CPUs/GPUs.", choices=PRECISIONS)
+    xla: bool = option(False, "Compile the train step with XLA (jit_compile); pays off on "
+                       "GPUs and TPUs.")
+    # Multi-worker runs: every worker backs up to (and resumes from) the chief's
     # model_dir/backup, while non-chief workers write their other files elsewhere.
-    backup_dir: Optional[str] = None
+    backup_dir: Optional[str] = option(None, "", flag=False)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs."""
 
-    mode: str = "pipeline"
+    mode: str = option("pipeline", "pipeline: fine-tune the teacher if needed, distil, "
+                       "evaluate, export. Or one step alone.", choices=MODES)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     distill: DistillConfig = DistillConfig()
@@ -122,6 +174,20 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "distill": DistillConfig,
+            "train": TrainConfig}
+
+
+def flag_fields():
+    """(section name or None for RunConfig's own, dataclass field) of every setting a
+    command-line flag sets, in definition order."""
+    yield None, next(f for f in dataclasses.fields(RunConfig) if f.name == "mode")
+    for section, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            if field.metadata.get("flag", True):
+                yield section, field
 
 
 def default_model_dir(data: DataConfig, schedule: str) -> str:
@@ -224,10 +290,6 @@ def from_json(text: str) -> RunConfig:
 
 def save(config: RunConfig, model_dir: str) -> str:
     """Writes config.json into model_dir atomically and returns its path."""
-    os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, "config.json")
-    fd, tmp = tempfile.mkstemp(dir=model_dir, suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(config.to_json())
-    os.replace(tmp, path)
+    files.write_text(path, config.to_json())
     return path

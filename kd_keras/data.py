@@ -17,11 +17,11 @@ import io
 import json
 import os
 import socket
-import tempfile
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from kd_keras import files
 from kd_keras.tasks import TaskSpec
 
 Label = Union[int, float]
@@ -265,8 +265,7 @@ def make_synthetic(num_examples: int, seed: int) -> List[Example]:
 
 def write_vocab(path: str, tokens: Sequence[str]) -> None:
     """Writes a WordPiece vocab.txt, one token per line in id order."""
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(tokens) + "\n")
+    files.write_text(path, "\n".join(tokens) + "\n")
 
 
 # --------------------------------------------------------------------------- own data
@@ -588,12 +587,7 @@ def tokenize(examples: Sequence[Example], tokenizer, max_seq_length: int,
                       np.float32 if regression else np.int32)
     features = Features(flat, lengths, labels)
     if cache_path:
-        os.makedirs(cache_dir, exist_ok=True)
-        # Write then rename, so an interrupted run never leaves a truncated cache.
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npz")
-        os.close(fd)
-        np.savez(tmp, lengths=lengths, labels=labels, **flat)
-        os.replace(tmp, cache_path)
+        files.save_npz(cache_path, lengths=lengths, labels=labels, **flat)
     return features
 
 

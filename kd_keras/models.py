@@ -13,8 +13,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import kd_keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -22,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from kd_keras import files
 from kd_keras.hub import MINILM, ModelError, model_folder  # noqa: F401  (re-exported)
 
 def _quiet_transformers() -> None:
@@ -422,14 +421,9 @@ def save_model(adapter: BertAdapter, tokenizer, folder: str) -> None:
     The files go to a temporary sibling folder that is renamed at the end, so an
     interrupted save never leaves a half-written model behind.
     """
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".tmp_model_")
-    adapter.model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    if os.path.exists(folder):
-        shutil.rmtree(folder)
-    os.replace(staging, folder)
+    with files.atomic_folder(folder) as staging:
+        adapter.model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
 
 
 # --------------------------------------------------------------------------- students

@@ -29,7 +29,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from kd_keras import callbacks, data, distiller, distribute, export, models, schedules, tasks
+from kd_keras import callbacks, data, distiller, distribute, export, files, models, predictions
+from kd_keras import schedules, tasks
+from kd_keras import config as config_lib
 from kd_keras import metrics as glue_metrics
 from kd_keras.config import TINY_TEACHER, RunConfig
 from kd_keras.tasks import TaskSpec, get_task
@@ -261,9 +263,9 @@ def train_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAda
          strategy, best_dir)
     # The marker goes last: only a finished fine-tuning counts as a fine-tuned teacher
     # (an interrupted one resumes from its backup instead).
-    with open(os.path.join(best_dir, "kd_keras_task.json"), "w", encoding="utf-8") as f:
-        json.dump({"task": task.spec.name, "dev": evaluator.best,
-                   "dev_history": evaluator.history}, f)
+    files.write_json(os.path.join(best_dir, "kd_keras_task.json"),
+                     {"task": task.spec.name, "dev": evaluator.best,
+                      "dev_history": evaluator.history})
     with strategy.scope():
         return models.load_pretrained(best_dir, task.spec.num_labels, cache_dir(config))
 
@@ -306,7 +308,9 @@ def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
             student, None if d.schedule == "finetune" else teacher, mapping, stages,
             regression=task.spec.is_regression, hard_label_weight=d.hard_label_weight,
             temperature=d.temperature, attention_weight=d.attention_weight,
-            cosine_weight=d.cosine_weight, seed=config.train.seed)
+            cosine_weight=d.cosine_weight, seed=config.train.seed,
+            cached_teacher_logits=(d.schedule != "finetune" and d.cache_teacher_logits
+                                   and any(s.kd for s in stages)))
     print(f"Distilling {teacher.num_layers} -> {student.num_layers} layers with schedule "
           f"'{d.schedule}', layer pairs (student, teacher): {mapping}.")
     student_dir = _path(config, "student")
@@ -328,7 +332,7 @@ def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
         extras.append(callbacks.TensorBoardExtras(_path(config, "logs", "distill"), hparams,
                                                   example))
     extra_features = None
-    if model.teacher is not None and d.cache_teacher_logits and any(s.kd for s in stages):
+    if model.cached_teacher_logits:
         logits = cached_teacher_logits(teacher, task.train, config.data.eval_batch_size,
                                        cache_dir(config))
         extra_features = {distiller.TEACHER_LOGITS: logits}
@@ -367,11 +371,7 @@ def cached_teacher_logits(teacher: models.BertAdapter, features: data.Features,
         return np.load(path)
     started = time.perf_counter()
     logits = predict_logits(teacher, features, batch_size)
-    os.makedirs(folder, exist_ok=True)
-    partial = f"{path}.{os.getpid()}.tmp"
-    with open(partial, "wb") as handle:
-        np.save(handle, logits)
-    os.replace(partial, path)  # atomic: runs sharing the folder never read half a file
+    files.save_npy(path, logits)  # runs sharing the folder never read half a file
     print(f"Cached the teacher's logits on {len(logits)} training examples in "
           f"{time.perf_counter() - started:.1f} s.")
     return logits
@@ -462,8 +462,8 @@ def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
     report = {}
     models_by_name = {"teacher": teacher, "student": student}
     dev_logits, speeds = logits_and_speeds(models_by_name, task.dev, batch)
-    predictions = {"labels": task.dev.labels, "teacher_logits": dev_logits["teacher"],
-                   "student_logits": dev_logits["student"]}
+    saved = {"labels": task.dev.labels, "teacher_logits": dev_logits["teacher"],
+             "student_logits": dev_logits["student"]}
     for name, adapter in models_by_name.items():
         report[name] = {"dev": glue_metrics.compute(spec.metrics, task.dev.labels,
                                                     dev_logits[name], spec.is_regression),
@@ -473,8 +473,8 @@ def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
             logits = predict_logits(adapter, features, batch)
             report[name][split] = glue_metrics.compute(spec.metrics, features.labels, logits,
                                                        spec.is_regression)
-            predictions[f"{split}_{name}_logits"] = logits
-            predictions[f"{split}_labels"] = features.labels
+            saved[f"{split}_{name}_logits"] = logits
+            saved[f"{split}_labels"] = features.labels
     report["majority_class"] = majority_class(task)
     mapping = models.layer_mapping(teacher.num_layers, student.num_layers,
                                    config.model.layer_map)
@@ -485,17 +485,14 @@ def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
     report["speedup"] = (report["student"]["examples_per_second"]
                          / report["teacher"]["examples_per_second"])
     # Per-example dev outputs, for paired comparisons of runs (scripts/summarize_study.py).
-    np.savez(_path(config, "dev_predictions.npz"), **predictions)
+    files.save_npz(_path(config, "dev_predictions.npz"), **saved)
     return report
 
 
 def write_results(config: RunConfig, results: Dict) -> str:
     """Writes results.json into model_dir atomically."""
     path = _path(config, "results.json")
-    fd, tmp = tempfile.mkstemp(dir=config.train.model_dir, suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(results, handle, indent=2, sort_keys=True, default=float)
-    os.replace(tmp, path)
+    files.write_json(path, results, default=float)
     return path
 
 
@@ -547,3 +544,114 @@ def export_student_model(config: RunConfig, spec: TaskSpec, student: models.Bert
 def strategy_for(config: RunConfig):
     t = config.train
     return distribute.get_strategy(t.distribution_strategy, t.num_gpus, t.tpu)
+
+
+# --------------------------------------------------------------------------- a run
+
+
+def run(config: RunConfig) -> int:
+    """Runs the configured mode; returns the process exit code.
+
+    Raises:
+        DataError, ModelError, ExportError, TrainingDiverged, ValueError: a problem the
+            user can fix; the message says how.
+    """
+    from kd_keras import run_identity
+    from kd_keras.distribute import worker_folder
+
+    strategy = strategy_for(config)  # first: multi-worker needs a fresh context
+    tf_keras.utils.set_random_seed(config.train.seed)
+    if config.train.mixed_precision != "none":
+        # Before any model is built: layers take the global policy when created.
+        tf_keras.mixed_precision.set_global_policy(config.train.mixed_precision)
+    shared_dir = config.train.model_dir
+    config = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, model_dir=worker_folder(shared_dir, strategy),
+        backup_dir=os.path.join(shared_dir, "backup")))
+    model_dir = config.train.model_dir
+    # Before anything is written: a folder holding another run is never touched.
+    run_identity.check(model_dir, run_identity.describe(config))
+    mode = config.mode
+    recorded_labels = run_identity.recorded(model_dir).get("labels")
+    spec = task_spec(config, recorded_labels if mode in ("predict", "export")
+                              else None)
+    tokenizer = load_tokenizer(config, spec)
+    identity = run_identity.describe(config, models.tokenizer_digest(tokenizer), spec.labels)
+    if mode in ("export", "predict"):
+        run_identity.check(model_dir, identity)
+        if mode == "predict":
+            return _predict(config, spec, tokenizer)
+        student = _load_student(config, spec)
+        print("Exported", export_student_model(config, spec, student, tokenizer,
+                                                         config.train.export_version))
+        return 0
+    started = time.time()
+    task = load_task_data(config, tokenizer, spec)
+    run_identity.record(model_dir, identity)
+    config_lib.save(config, model_dir)
+    if mode == "train_teacher":
+        train_teacher(config, task, strategy)
+        return 0
+    teacher = ensure_teacher(config, task, strategy)
+    results = {"task": spec.name, "schedule": config.distill.schedule,
+               "skipped_rows": task.skipped}
+    if spec.files:
+        results["data"] = {"train_file": spec.files[0], "dev_file": spec.files[1],
+                           "labels": list(spec.labels) if spec.labels else None}
+    if mode == "evaluate":
+        student = _load_student(config, spec)
+    else:
+        student, fit_info = distill(config, task, teacher, strategy)
+        results.update(stages=fit_info["stages"], best_epoch=fit_info["best_epoch"],
+                       history=fit_info["history"], dev_history=fit_info["dev_history"])
+        if mode == "distill":
+            print(f"Best student saved to {os.path.join(model_dir, 'student')}.")
+    results.update(evaluate(config, task, teacher, student))
+    if mode == "pipeline":
+        results["export"] = export_student_model(config, spec, student, tokenizer,
+                                                          config.train.export_version)
+    results["wall_seconds"] = time.time() - started
+    path = write_results(config, results)
+    print()
+    print(results_table(results, spec.main_metric))
+    print(f"\nResults: {path}")
+    if "export" in results:
+        print(f"Student SavedModel: {results['export']}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(model_dir, 'logs')}")
+    return 0
+
+
+def _load_student(config: RunConfig, spec: TaskSpec) -> models.BertAdapter:
+    """The best student that model_dir holds."""
+    folder = os.path.join(config.train.model_dir, "student")
+    if not os.path.isdir(folder):
+        raise models.ModelError(f"No student in {folder}; run --mode=distill (or the "
+                                "pipeline) with this --model_dir first.")
+    return models.load_pretrained(folder, spec.num_labels, cache_dir(config))
+
+
+def _predict(config: RunConfig, spec: TaskSpec, tokenizer) -> int:
+    """Labels --predict_file into --output_file with the best student."""
+    if not config.data.predict_file or not config.data.output_file:
+        raise ValueError("--mode=predict needs --predict_file and --output_file.")
+    if spec.files:
+        predictions.check_output_format(config.data.output_file)
+        rows, skipped = data.read_own_rows(config.data.predict_file, spec.text_fields, None,
+                                           config.data.skip_bad_rows)
+        examples = [data.Example(r.text_a, r.text_b, 0) for r in rows]
+    else:
+        examples, skipped = data.read_glue_tsv(config.data.predict_file, spec,
+                                               config.data.skip_bad_rows)
+    if not examples:
+        raise data.DataError(f"{config.data.predict_file} has no rows to predict.")
+    student = _load_student(config, spec)
+    features = data.tokenize(examples, tokenizer, config.data.max_seq_length,
+                             regression=spec.is_regression)
+    logits = predict_logits(student, features, config.data.eval_batch_size)
+    if spec.files:
+        predictions.write_own(config.data.output_file, logits, spec.labels)
+    else:
+        predictions.write_glue(config.data.output_file, logits, spec.labels)
+    print(f"Wrote {len(logits)} predictions to {config.data.output_file}"
+          + (f" ({skipped} malformed rows skipped)." if skipped else "."))
+    return 0

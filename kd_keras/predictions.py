@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from kd_keras import files
+
 OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl")
 
 
@@ -31,10 +33,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _write_atomically(path: str, write) -> None:
-    partial = f"{path}.{os.getpid()}.tmp"
-    with open(partial, "w", encoding="utf-8", newline="") as handle:
+    with files.atomic_file(path, newline="") as handle:
         write(handle)
-    os.replace(partial, path)
 
 
 def write_glue(path: str, logits: np.ndarray, labels: Optional[Sequence[str]]) -> None:

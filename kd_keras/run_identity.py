@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Dict, Optional, Sequence
 
 from kd_keras import config as config_lib
+from kd_keras import files
 
 IDENTITY_FILE = "run_identity.json"
 STUDENT_MODES = ("pipeline", "distill")
@@ -119,9 +119,5 @@ def check(model_dir: str, identity: Dict[str, object]) -> None:
 def record(model_dir: str, identity: Dict[str, object]) -> None:
     """Checks identity against model_dir, then records what this run adds, atomically."""
     check(model_dir, identity)
-    merged = dict(recorded(model_dir), **identity)
-    os.makedirs(model_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=model_dir, suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(merged, handle, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(model_dir, IDENTITY_FILE))
+    files.write_json(os.path.join(model_dir, IDENTITY_FILE),
+                     dict(recorded(model_dir), **identity))

@@ -93,7 +93,7 @@ def test_training_with_the_logit_cache_equals_training_without(teacher, syntheti
     weights = []
     for extra in (None, {distiller.TEACHER_LOGITS: logits}):
         tf_keras.utils.set_random_seed(0)
-        model = make_distiller(teacher, "sid")
+        model = make_distiller(teacher, "sid", cached_teacher_logits=extra is not None)
         dataset = data.make_dataset(synthetic_features, 16, True, seed=0, extra=extra,
                                     epochs=3)
         model.fit(dataset, epochs=3, steps_per_epoch=data.batches_per_epoch(

@@ -115,6 +115,13 @@ def test_every_flag_default_is_the_config_default():
                     differ.append((field.name, flag_default, value))
     assert not differ
     assert flags.FLAGS["mode"].default == config_lib.RunConfig().mode
+    # Every setting has its flag with the field's help text, and no flag lacks a setting.
+    settings = {field.name: field for _, field in config_lib.flag_fields()}
+    for name, field in settings.items():
+        assert flags.FLAGS[name].help.endswith(field.metadata["help"]) and field.metadata["help"]
+    ours = {name for name, flag in flags.FLAGS.__flags.items()
+            if flags.FLAGS.find_module_defining_flag(name) == "kd_keras.flags"}
+    assert ours == set(settings)
 
 
 def test_own_data_settings_are_checked(tmp_path):

@@ -4,14 +4,12 @@ transformers too."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from kd_keras import files
 from kd_keras.encoders.config import EncoderError, to_hf_dict
 from kd_keras.encoders.family import LAYER_PARTS
 from kd_keras.encoders.model import EncoderClassifier
@@ -123,22 +121,13 @@ def save(model: EncoderClassifier, folder: str, tokenizer=None,
     """
     from safetensors.numpy import save_file
 
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".tmp_model_")
-    try:
+    with files.atomic_folder(folder) as staging:
         state = {}
         for name, variable, transpose in named_variables(model):
             value = np.asarray(variable.numpy(), np.float32)
             state[name] = np.ascontiguousarray(value.T if transpose else value)
         save_file(state, os.path.join(staging, WEIGHTS_FILE), metadata={"format": "pt"})
-        with open(os.path.join(staging, "config.json"), "w", encoding="utf-8") as handle:
-            json.dump(to_hf_dict(model.config, id2label), handle, indent=2, sort_keys=True)
+        files.write_json(os.path.join(staging, "config.json"),
+                         to_hf_dict(model.config, id2label))
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if os.path.exists(folder):
-        shutil.rmtree(folder)
-    os.replace(staging, folder)

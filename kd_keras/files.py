@@ -1,0 +1,84 @@
+"""Every file and folder kd_keras writes goes to a temporary sibling first and is renamed
+into place, so an interrupted run never leaves half a file, and runs sharing a folder
+(a cache) never read one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+import numpy as np
+
+
+def _parent(path: str) -> str:
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    return parent
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
+    """Opens a temporary sibling of ``path`` for writing; renames it to ``path`` when the
+    block ends without an exception, removes it otherwise.
+
+    Args:
+        path: the file to write.
+        mode: ``"w"`` (text, UTF-8 unless given) or ``"wb"``.
+        **open_kwargs: passed to open (``newline=""`` for csv writers).
+    """
+    if "b" not in mode:
+        open_kwargs.setdefault("encoding", "utf-8")
+    fd, partial = tempfile.mkstemp(dir=_parent(path), prefix=f".{os.path.basename(path)}.",
+                                   suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic_file(path) as handle:
+        handle.write(text)
+
+
+def write_json(path: str, value, **dump_kwargs) -> None:
+    """JSON, indented and with sorted keys unless told otherwise."""
+    dump_kwargs.setdefault("indent", 2)
+    dump_kwargs.setdefault("sort_keys", True)
+    with atomic_file(path) as handle:
+        json.dump(value, handle, **dump_kwargs)
+
+
+def save_npz(path: str, **arrays: np.ndarray) -> None:
+    with atomic_file(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def save_npy(path: str, array: np.ndarray) -> None:
+    with atomic_file(path, "wb") as handle:
+        np.save(handle, array)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str, replace: bool = True) -> Iterator[str]:
+    """Yields an empty temporary sibling folder to fill; it becomes ``target`` when the
+    block ends without an exception (an existing target is replaced when ``replace``),
+    and is removed otherwise."""
+    staging = tempfile.mkdtemp(dir=_parent(target),
+                               prefix=f".tmp_{os.path.basename(os.path.abspath(target))}_")
+    try:
+        yield staging
+        if os.path.exists(target) and replace:
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
