@@ -39,7 +39,9 @@ class _StudentModule(tf.Module):
         super().__init__()
         import tensorflow_text as tf_text
 
-        self.model = student.model
+        # The Keras model holding the weights: a BertAdapter's HF model, or the Keras 3
+        # EncoderClassifier itself.
+        self.model = student.model if isinstance(student, BertAdapter) else student
         self.vocab_asset = tf.saved_model.Asset(vocab_path)
         self.labels_asset = tf.saved_model.Asset(labels_path)
         self.label_names = tf.constant(list(label_names))
@@ -60,8 +62,9 @@ class _StudentModule(tf.Module):
         return self.vocab_table.lookup(tf.constant(token))
 
     def _outputs(self, input_ids, attention_mask, token_type_ids):
-        logits = self.model({"input_ids": input_ids, "attention_mask": attention_mask,
-                             "token_type_ids": token_type_ids}, training=False).logits
+        outputs = self.model({"input_ids": input_ids, "attention_mask": attention_mask,
+                              "token_type_ids": token_type_ids}, training=False)
+        logits = getattr(outputs, "logits", outputs)  # HF returns an output object
         probabilities = logits if self.regression else tf.nn.softmax(logits, axis=-1)
         return {"logits": logits, "probabilities": probabilities}
 
@@ -102,13 +105,14 @@ def next_version(export_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
-def export_student(student: BertAdapter, vocab: Sequence[str], label_names: Sequence[str],
+def export_student(student, vocab: Sequence[str], label_names: Sequence[str],
                    export_dir: str, max_seq_length: int, pair: bool,
                    version: Optional[int] = None, lower_case: bool = True) -> str:
     """Writes the student as <export_dir>/<version>/, atomically.
 
     Args:
-        student: the trained student.
+        student: the trained student: a models.BertAdapter or a Keras 3
+            encoders.EncoderClassifier.
         vocab: WordPiece tokens in id order.
         label_names: class names in index order (["score"] for regression).
         export_dir: the model's base folder for TF Serving.

@@ -226,3 +226,26 @@ def test_first_layers_cls_only_and_attention_before_dropout(tmp_path):
     trained = model.forward(x, training=True)
     np.testing.assert_allclose(np.asarray(trained.attentions[0]).sum(-1), 1.0, atol=1e-5)
     assert model.forward(x, output_attentions=False).attentions == []
+
+
+def test_a_keras3_student_exports_with_both_signatures(tokenizer, tmp_path):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (ops of the raw-text signature)
+
+    from kd_keras import data, export, models
+
+    student = encoders.build(encoders.EncoderConfig("bert", 97, 48, 2, 3, 60,
+                                                    max_positions=64, num_labels=2))
+    path = export.export_student(student, models.vocab_tokens(tokenizer), ["no", "yes"],
+                                 str(tmp_path), 32, pair=True)
+    examples = [data.Example("w2 w4 w6", "w1 w3", 1), data.Example("w11", "w20 w22 w7", 0)]
+    x = data.tokenize(examples, tokenizer, 32).padded()
+    expected = np.asarray(student(x))
+    loaded = tf.saved_model.load(path)
+    served = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in x.items()})
+    assert np.abs(served["logits"].numpy() - expected).max() <= 1e-5
+    text = loaded.signatures["serving_text"](text_a=tf.constant([e.text_a for e in examples]),
+                                             text_b=tf.constant([e.text_b for e in examples]))
+    assert np.abs(text["logits"].numpy() - expected).max() <= 1e-5
+    assert [b.decode() for b in text["label"].numpy()] == [["no", "yes"][i]
+                                                          for i in expected.argmax(-1)]
