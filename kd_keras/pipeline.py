@@ -1,7 +1,9 @@
-"""The steps of a run, each a function of a RunConfig: teacher, distil, evaluate, export.
+"""The steps of a run, each a function of a RunConfig: teacher, distil, evaluate, export,
+predict; and ``run``, which checks the folder's identity and runs the configured mode.
 
 model_dir layout:
     config.json        the run configuration
+    run_identity.json  what the folder holds (run_identity.py): another run is refused
     teacher/           the fine-tuned teacher (Hugging Face folder, reused by later runs)
     student/           the best student by dev metric (Hugging Face folder)
     backup/            resumable training state (removed when training finishes)
@@ -30,7 +32,7 @@ import tensorflow as tf
 import tf_keras
 
 from kd_keras import callbacks, data, distiller, distribute, export, files, models, predictions
-from kd_keras import schedules, tasks
+from kd_keras import run_identity, schedules, tasks
 from kd_keras import config as config_lib
 from kd_keras import metrics as glue_metrics
 from kd_keras.config import TINY_TEACHER, RunConfig
@@ -556,9 +558,6 @@ def run(config: RunConfig) -> int:
         DataError, ModelError, ExportError, TrainingDiverged, ValueError: a problem the
             user can fix; the message says how.
     """
-    from kd_keras import run_identity
-    from kd_keras.distribute import worker_folder
-
     strategy = strategy_for(config)  # first: multi-worker needs a fresh context
     tf_keras.utils.set_random_seed(config.train.seed)
     if config.train.mixed_precision != "none":
@@ -566,15 +565,14 @@ def run(config: RunConfig) -> int:
         tf_keras.mixed_precision.set_global_policy(config.train.mixed_precision)
     shared_dir = config.train.model_dir
     config = dataclasses.replace(config, train=dataclasses.replace(
-        config.train, model_dir=worker_folder(shared_dir, strategy),
+        config.train, model_dir=distribute.worker_folder(shared_dir, strategy),
         backup_dir=os.path.join(shared_dir, "backup")))
     model_dir = config.train.model_dir
     # Before anything is written: a folder holding another run is never touched.
     run_identity.check(model_dir, run_identity.describe(config))
     mode = config.mode
     recorded_labels = run_identity.recorded(model_dir).get("labels")
-    spec = task_spec(config, recorded_labels if mode in ("predict", "export")
-                              else None)
+    spec = task_spec(config, recorded_labels if mode in ("predict", "export") else None)
     tokenizer = load_tokenizer(config, spec)
     identity = run_identity.describe(config, models.tokenizer_digest(tokenizer), spec.labels)
     if mode in ("export", "predict"):
@@ -583,7 +581,7 @@ def run(config: RunConfig) -> int:
             return _predict(config, spec, tokenizer)
         student = _load_student(config, spec)
         print("Exported", export_student_model(config, spec, student, tokenizer,
-                                                         config.train.export_version))
+                                               config.train.export_version))
         return 0
     started = time.time()
     task = load_task_data(config, tokenizer, spec)
@@ -609,7 +607,7 @@ def run(config: RunConfig) -> int:
     results.update(evaluate(config, task, teacher, student))
     if mode == "pipeline":
         results["export"] = export_student_model(config, spec, student, tokenizer,
-                                                          config.train.export_version)
+                                                 config.train.export_version)
     results["wall_seconds"] = time.time() - started
     path = write_results(config, results)
     print()
