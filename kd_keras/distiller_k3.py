@@ -47,6 +47,36 @@ def stage_terms(stage: schedules.Stage, mapping: Sequence[Tuple[int, int]],
     return active
 
 
+class StageWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak`` and linear decay to 0 over the whole run; with
+    ``stage_start`` (the Distiller's variable) the warm-up starts again at each stage.
+
+    Args:
+        peak: the highest learning rate.
+        total_steps: steps of the whole run.
+        warmup_steps: steps of each warm-up.
+        stage_start: int64 variable holding the step the current stage began at, or None
+            for one warm-up at the start of the run.
+    """
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int, stage_start=None):
+        super().__init__()
+        self.peak, self.total_steps = float(peak), max(int(total_steps), 1)
+        self.warmup_steps, self.stage_start = int(warmup_steps), stage_start
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        start = 0.0 if self.stage_start is None else ops.cast(self.stage_start, "float32")
+        warm = ops.minimum((step - start) / max(self.warmup_steps, 1), 1.0)
+        remaining = ops.maximum(float(self.total_steps) - step, 0.0)
+        decay = ops.minimum(remaining / max(self.total_steps - self.warmup_steps, 1), 1.0)
+        return self.peak * warm * decay
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps}
+
+
 def _global_mean(per_example):
     """Mean over the global batch: under tf.distribute each replica divides its sum by
     the global batch size, so N replicas make the update one replica makes (Keras' raw
@@ -69,12 +99,18 @@ class Distiller(keras.Model):
             (computed once before training); label terms then run no teacher.
         evaluation_terms: what test_step reports (every term of every pair, say); the
             last stage's terms when None.
+        freeze_lower_layers: a stage with layer pairs trains only the student layers from
+            its lowest pair up (and their projections): the embeddings and the layers
+            below stay as they are, and so does the classifier unless a term reads the
+            logits.  PID as the paper describes it: one layer optimised at a time.
     """
 
     def __init__(self, student: EncoderClassifier, teacher: Optional[EncoderClassifier],
                  stages: Sequence[Sequence[Term]], cached_teacher_logits: bool = False,
-                 evaluation_terms: Optional[Sequence[Term]] = None, **kwargs):
+                 evaluation_terms: Optional[Sequence[Term]] = None,
+                 freeze_lower_layers: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.freeze_lower_layers = freeze_lower_layers
         self.student = student
         self.teacher = teacher
         if teacher is not None:
@@ -96,6 +132,9 @@ class Distiller(keras.Model):
                 self.projections[layer] = projection
         self.stage_index = keras.Variable(0, dtype="int64", trainable=False,
                                           name="stage_index")
+        # The optimizer step at which the current stage began (StageWarmup reads it).
+        self.stage_start = keras.Variable(0, dtype="int64", trainable=False,
+                                          name="stage_start")
         self.active_stage = 0
         names = ["loss"] + sorted({term.name for stage in every for term in stage})
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -111,8 +150,10 @@ class Distiller(keras.Model):
         return self.stages[self.active_stage]
 
     def set_stage(self, index: int) -> None:
-        """Moves to stage ``index`` and retraces the step."""
+        """Moves to stage ``index`` from the current optimizer step, and retraces."""
         self.stage_index.assign(index)
+        if getattr(self, "optimizer", None) is not None:
+            self.stage_start.assign(ops.cast(self.optimizer.iterations, "int64"))
         self.sync_stage()
 
     def sync_stage(self) -> bool:
@@ -131,6 +172,24 @@ class Distiller(keras.Model):
         variables = list(self.student.trainable_variables)
         for projection in self.projections.values():
             variables += projection.trainable_variables
+        return variables
+
+    def stage_variables(self, active: Sequence[Term]) -> List:
+        """What a stage may update: everything, or with freeze_lower_layers the student
+        layers from its lowest pair up (the classifier only if it reads the logits)."""
+        pairs = [term.pair for term in active if term.pair is not None]
+        if not self.freeze_lower_layers or not pairs:
+            return self.trainable_student_variables
+        lowest = min(student_layer for student_layer, _ in pairs)
+        variables = [] if lowest > 0 else list(self.student.embeddings.trainable_variables)
+        for number, layer in enumerate(self.student.encoder_layers, start=1):
+            if number >= lowest:
+                variables += layer.trainable_variables
+        if any(terms_lib.LOGITS in term.needs for term in active):
+            variables += self.student.head.trainable_variables
+        for number, projection in self.projections.items():
+            if number >= lowest:
+                variables += projection.trainable_variables
         return variables
 
     def build_optimizer(self) -> None:
@@ -213,7 +272,7 @@ class Distiller(keras.Model):
         x, y = data
         active = self.terms
         teacher = self.teacher_outputs(x, active)  # outside the tape: the teacher is frozen
-        variables = self.trainable_student_variables
+        variables = self.stage_variables(active)
         with tf.GradientTape() as tape:
             total, values, logits = self.compute_terms(x, y, active, teacher, training=True)
             loss = _global_mean(total)

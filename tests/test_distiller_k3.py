@@ -179,3 +179,47 @@ def test_derived_student_copies_the_matched_teacher_layers():
     assert narrow.hidden_size == 36 and narrow.config.intermediate_size == 144
     with pytest.raises(encoders.EncoderError, match="--student_init=random"):
         encoders.derive_student(teacher, 2, MAPPING, hidden_size=36)
+
+
+def test_freeze_lower_layers_trains_one_layer_at_a_time():
+    changed = {}
+    for freeze in (False, True):
+        teacher, student = models()
+        stages = [distiller_k3.stage_terms(stage, MAPPING)
+                  for stage in schedules.build_schedule("pid", 2, 1, 1)]
+        model = distiller_k3.Distiller(student, teacher, stages, freeze_lower_layers=freeze)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.build_optimizer()
+        model.set_stage(1)  # pid stage 2: layer pair (2, 4)
+        before = {w.path: w.numpy().copy() for w in student.weights}
+        x, y = batch()
+        model.fit(x, y, batch_size=6, epochs=1, verbose=0)
+        changed[freeze] = {w.path.split("/")[0] for w in student.weights
+                           if not np.array_equal(before[w.path], w.numpy())}
+    assert changed[False] == {"embeddings", "layer_0", "layer_1"}
+    assert changed[True] == {"layer_1"}
+
+
+def test_stage_warmup_restarts_at_each_stage_and_otherwise_is_todays_schedule():
+    from kd_keras import distiller
+
+    plain = distiller_k3.StageWarmup(1e-3, total_steps=100, warmup_steps=10)
+    today = distiller.WarmupLinearDecay(1e-3, 100, 10)
+    for step in (0, 5, 10, 11, 60, 100, 120):
+        assert float(plain(step)) == pytest.approx(float(today(step)), abs=1e-9), step
+    start = keras.Variable(50, dtype="int64")
+    restarting = distiller_k3.StageWarmup(1e-3, total_steps=100, warmup_steps=10,
+                                          stage_start=start)
+    assert float(restarting(50)) == 0.0
+    assert float(restarting(55)) == pytest.approx(0.5 * float(today(55)))
+    assert float(restarting(60)) == pytest.approx(float(today(60)))
+    # The Distiller records where each stage starts.
+    teacher, student = models()
+    model = distiller_k3.Distiller(student, teacher, sid_stages())
+    model.compile(optimizer=keras.optimizers.SGD(distiller_k3.StageWarmup(
+        0.1, 100, 10, stage_start=None)))
+    model.build_optimizer()
+    x, y = batch()
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # 3 steps
+    model.set_stage(1)
+    assert int(model.stage_start.numpy()) == 3
