@@ -107,7 +107,8 @@ def next_version(export_dir: str) -> int:
 
 def export_student(student, vocab: Sequence[str], label_names: Sequence[str],
                    export_dir: str, max_seq_length: int, pair: bool,
-                   version: Optional[int] = None, lower_case: bool = True) -> str:
+                   version: Optional[int] = None, lower_case: bool = True,
+                   text_signature: bool = True) -> str:
     """Writes the student as <export_dir>/<version>/, atomically.
 
     Args:
@@ -120,6 +121,8 @@ def export_student(student, vocab: Sequence[str], label_names: Sequence[str],
         pair: the raw-text signature takes text_a and text_b.
         version: version number; the next free one when None.
         lower_case: lower-case text in the raw-text signature (uncased vocabs).
+        text_signature: add ``serving_text`` (WordPiece vocabularies only: the in-graph
+            tokenizer is tensorflow-text's BertTokenizer).
 
     Returns:
         The version folder.
@@ -144,8 +147,9 @@ def export_student(student, vocab: Sequence[str], label_names: Sequence[str],
         if pair:
             text_specs.append(tf.TensorSpec([None], tf.string, name="text_b"))
         serve_text = tf.function(module.serve_text, input_signature=text_specs)
-        signatures = {"serving_default": module.serve_ids,
-                      "serving_text": serve_text.get_concrete_function()}
+        signatures = {"serving_default": module.serve_ids}
+        if text_signature:
+            signatures["serving_text"] = serve_text.get_concrete_function()
         with files.atomic_folder(target, replace=False) as staging:
             tf.saved_model.save(module, staging, signatures=signatures)
     finally:

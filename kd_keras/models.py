@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -22,6 +21,8 @@ import tf_keras
 
 from kd_keras import files
 from kd_keras.hub import MINILM, ModelError, model_folder  # noqa: F401  (re-exported)
+from kd_keras.tokenization import (  # noqa: F401  (re-exported)
+    load_tokenizer, lower_cases, tokenizer_digest, vocab_tokens)
 
 def _quiet_transformers() -> None:
     """Hides transformers' load reports (unused dropout layers and the like)."""
@@ -341,78 +342,6 @@ def load_pretrained(name: str, num_labels: int, cache_dir: str,
 def _read_config(folder: str) -> Dict:
     with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
         return json.load(handle)
-
-
-def load_tokenizer(name: str, cache_dir: str):
-    """The WordPiece tokenizer that belongs to a model, cased or not as its files say.
-
-    Args:
-        name: as for load_pretrained, or a vocab.txt path.
-        cache_dir: where the MiniLM package is extracted.
-
-    Raises:
-        ModelError: no tokenizer files, or the model cannot be found.
-    """
-    from transformers import BertTokenizerFast
-
-    if os.path.isfile(name):
-        return BertTokenizerFast(vocab_file=name, do_lower_case=_vocab_is_uncased(name))
-    folder = model_folder(name, cache_dir)
-    lower_case = lower_cases(folder)
-    if os.path.exists(os.path.join(folder, "tokenizer.json")):
-        return BertTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"),
-                                 do_lower_case=lower_case)
-    if os.path.exists(os.path.join(folder, "vocab.txt")):
-        return BertTokenizerFast(vocab_file=os.path.join(folder, "vocab.txt"),
-                                 do_lower_case=lower_case)
-    raise ModelError(f"{folder} has no tokenizer.json or vocab.txt.")
-
-
-def lower_cases(folder: str) -> bool:
-    """Whether a checkpoint's tokenizer lower-cases its input.
-
-    In order: tokenizer_config.json's ``do_lower_case``, tokenizer.json's normalizer
-    (``lowercase``), else the vocabulary: one with upper-case tokens is cased.
-    """
-    config_path = os.path.join(folder, "tokenizer_config.json")
-    if os.path.exists(config_path):
-        with open(config_path, encoding="utf-8") as handle:
-            setting = json.load(handle).get("do_lower_case")
-        if setting is not None:
-            return bool(setting)
-    tokenizer_path = os.path.join(folder, "tokenizer.json")
-    if os.path.exists(tokenizer_path):
-        with open(tokenizer_path, encoding="utf-8") as handle:
-            normalizer = json.load(handle).get("normalizer") or {}
-        for part in [normalizer] + list(normalizer.get("normalizers") or []):
-            if "lowercase" in part:
-                return bool(part["lowercase"])
-    vocab_path = os.path.join(folder, "vocab.txt")
-    return _vocab_is_uncased(vocab_path) if os.path.exists(vocab_path) else True
-
-
-def _vocab_is_uncased(vocab_path: str) -> bool:
-    """True unless a token other than the bracketed special ones has upper-case letters."""
-    with open(vocab_path, encoding="utf-8") as handle:
-        return not any(token != token.lower() for token in (line.strip() for line in handle)
-                       if not (token.startswith("[") and token.endswith("]")))
-
-
-def tokenizer_digest(tokenizer) -> str:
-    """A short digest of a tokenizer's vocabulary and casing: equal for tokenizers that
-    turn every text into the same ids."""
-    digest = hashlib.sha256("\n".join(vocab_tokens(tokenizer)).encode())
-    digest.update(f"lower_case={bool(getattr(tokenizer, 'do_lower_case', True))}".encode())
-    return digest.hexdigest()[:16]
-
-
-def vocab_tokens(tokenizer) -> List[str]:
-    """The tokenizer's vocab as a list indexed by token id."""
-    vocab = tokenizer.get_vocab()
-    tokens = [""] * len(vocab)
-    for token, index in vocab.items():
-        tokens[index] = token
-    return tokens
 
 
 def save_model(adapter: BertAdapter, tokenizer, folder: str) -> None:

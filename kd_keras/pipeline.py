@@ -32,7 +32,7 @@ import tensorflow as tf
 import tf_keras
 
 from kd_keras import callbacks, data, distiller, distribute, export, files, models, predictions
-from kd_keras import run_identity, schedules, tasks
+from kd_keras import run_identity, schedules, tasks, tokenization
 from kd_keras import config as config_lib
 from kd_keras import metrics as glue_metrics
 from kd_keras.config import TINY_TEACHER, RunConfig
@@ -538,9 +538,14 @@ def export_student_model(config: RunConfig, spec: TaskSpec, student: models.Bert
     """Exports the student SavedModel; returns the version folder."""
     labels = list(spec.labels) if spec.labels else ["score"]
     lower = bool(getattr(tokenizer, "do_lower_case", True))
+    wordpiece = tokenization.is_wordpiece(tokenizer)
+    if not wordpiece:
+        print("Note: the raw-text signature needs a WordPiece vocabulary; this model's "
+              "tokenizer is BPE, so the export has serving_default (token ids) only.")
     return export.export_student(student, models.vocab_tokens(tokenizer), labels,
                                  export_dir(config), config.data.max_seq_length,
-                                 spec.is_pair, version=version, lower_case=lower)
+                                 spec.is_pair, version=version, lower_case=lower,
+                                 text_signature=wordpiece)
 
 
 def strategy_for(config: RunConfig):

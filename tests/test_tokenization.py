@@ -1,0 +1,67 @@
+"""Tokenizers by family: byte-level BPE for RoBERTa, WordPiece for the others, and an
+export that keeps to the ids signature where the in-graph tokenizer cannot follow."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from kd_keras import data, encoders, export, tokenization
+
+TEXTS = ["the cat sat on the mat", "a dog barked at the cat", "good movie, great plot"]
+
+
+@pytest.fixture(scope="module")
+def roberta_folder(tmp_path_factory):
+    """A RoBERTa tokenizer trained on a few sentences, saved as a hub checkpoint's
+    tokenizer.json beside a config.json naming the family."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(TEXTS * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.post_processor = processors.RobertaProcessing(
+        ("</s>", tokenizer.token_to_id("</s>")), ("<s>", tokenizer.token_to_id("<s>")))
+    folder = tmp_path_factory.mktemp("roberta")
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    return str(folder)
+
+
+def test_roberta_folders_get_byte_level_bpe_with_roberta_pairs(roberta_folder):
+    tokenizer = tokenization.load_tokenizer(roberta_folder, roberta_folder)
+    assert not tokenization.is_wordpiece(tokenizer)
+    encoded = tokenizer(["the cat"], ["a dog"], truncation=True, max_length=16,
+                        return_token_type_ids=True)
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+    assert tokens == ["<s>", "the", "Ġcat", "</s>", "</s>", "a", "Ġdog", "</s>"]
+    assert encoded["token_type_ids"][0] == [0] * 8
+    features = data.tokenize([data.Example("the cat", "a dog", 1)], tokenizer, 16)
+    assert list(features.flat["input_ids"]) == encoded["input_ids"][0]
+
+
+def test_wordpiece_folders_stay_wordpiece(tokenizer, tmp_path):
+    tokenizer.save_pretrained(str(tmp_path))
+    assert tokenization.is_wordpiece(tokenization.load_tokenizer(str(tmp_path), str(tmp_path)))
+
+
+def test_a_bpe_student_exports_token_ids_only(roberta_folder, tmp_path):
+    import tensorflow as tf
+
+    tokenizer = tokenization.load_tokenizer(roberta_folder, roberta_folder)
+    student = encoders.build(encoders.EncoderConfig(
+        "roberta", len(tokenizer), 48, 2, 3, 60, max_positions=66, type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id))
+    path = export.export_student(student, tokenization.vocab_tokens(tokenizer), ["a", "b"],
+                                 str(tmp_path), 16, pair=False, text_signature=False)
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) == {"serving_default"}
+    x = data.tokenize([data.Example(t, None, 0) for t in TEXTS], tokenizer, 16).padded()
+    x["input_ids"][x["attention_mask"] == 0] = tokenizer.pad_token_id
+    served = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in x.items()})
+    np.testing.assert_allclose(served["logits"].numpy(), np.asarray(student(x)), atol=1e-5)
+    assert os.path.exists(os.path.join(path, "assets", "labels.txt"))
