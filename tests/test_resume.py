@@ -10,14 +10,27 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from test_end_to_end import REPO, run_cli
 
-RUN = ["--task=synthetic", "--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48",
-       "--tiny_heads=3", "--teacher_epochs=3", "--student_layers=2", "--epochs=1",
-       "--epochs_per_stage=2", "--synthetic_size=512", "--max_seq_length=32",
-       "--batch_size=16", "--checkpoint_steps=3", "--schedule=sid", "--mode=distill"]
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import make_example_data  # noqa: E402
+
+MODEL = ["--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48", "--tiny_heads=3",
+         "--teacher_epochs=3", "--student_layers=2", "--epochs=1", "--epochs_per_stage=2",
+         "--max_seq_length=32", "--batch_size=16", "--checkpoint_steps=3", "--schedule=sid",
+         "--mode=distill"]
+
+
+def run_flags(source, folder):
+    """The run's flags on the synthetic task or on own CSV files (512 training rows)."""
+    if source == "synthetic":
+        return ["--task=synthetic", "--synthetic_size=512", *MODEL]
+    make_example_data.write_example(folder, train_size=512, dev_size=128)
+    return [f"--train_file={folder}/train.csv", f"--dev_file={folder}/dev.csv",
+            "--text_fields=review", "--label_field=sentiment", *MODEL]
 
 
 def student_weights(model_dir):
@@ -41,9 +54,9 @@ def read_backup(model_dir, name):
     return int(reader.get_tensor(key))
 
 
-def kill_mid_epoch(model_dir, epoch, batch):
+def kill_mid_epoch(run, model_dir, epoch, batch):
     """Starts the run; SIGKILLs it once a backup inside (epoch, >= batch) exists (0-based)."""
-    process = subprocess.Popen([sys.executable, "-m", "kd_keras.main", *RUN,
+    process = subprocess.Popen([sys.executable, "-m", "kd_keras.main", *run,
                                 f"--model_dir={model_dir}"], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -59,19 +72,21 @@ def kill_mid_epoch(model_dir, epoch, batch):
     return seen
 
 
-def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("source", ["synthetic", "own_data"])
+def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source):
+    run = run_flags(source, str(tmp_path / "data"))
     teacher_dir = str(tmp_path / "teacher_run")
-    run_cli(*RUN[:-2], "--mode=train_teacher", f"--model_dir={teacher_dir}")
+    run_cli(*run[:-2], "--mode=train_teacher", f"--model_dir={teacher_dir}")
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     for folder in (straight, resumed):
         shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(folder, "teacher"))
 
-    run_cli(*RUN, f"--model_dir={straight}")
+    run_cli(*run, f"--model_dir={straight}")
     # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
-    output = kill_mid_epoch(resumed, epoch=2, batch=5)
+    output = kill_mid_epoch(run, resumed, epoch=2, batch=5)
     assert "Stage 2/3: sid 2/3" in output and "Stage 2/3 ends" not in output
     assert read_backup(resumed, "stage_index") == 1  # the backup left is inside stage 2
-    second = run_cli(*RUN, f"--model_dir={resumed}")
+    second = run_cli(*run, f"--model_dir={resumed}")
     line = next(l for l in second.stdout.splitlines() if l.startswith("Resuming distill"))
     assert line.startswith("Resuming distill from its backup at epoch 3, batch ")
     assert int(line.rsplit(" ", 1)[1].rstrip(".")) > 5  # mid-epoch, not at its start
