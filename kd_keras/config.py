@@ -258,11 +258,13 @@ def _validate_own_data(data: DataConfig) -> None:
     if not data.dev_file:
         raise ValueError("--train_file needs --dev_file: a file in the same format that the "
                          "student is evaluated and selected on.")
-    if len(data.text_fields) not in (1, 2):
+    if len(data.text_fields) not in (1, 2) or not all(data.text_fields):
         raise ValueError("--train_file needs --text_fields: the field holding the text, or "
                          "two comma-separated fields for pairs (e.g. --text_fields=q1,q2).")
     if not data.label_field:
         raise ValueError("--train_file needs --label_field: the field holding the label.")
+    if data.label_field in data.text_fields:
+        raise ValueError(f"--label_field '{data.label_field}' is also a text field.")
     if data.task_type not in TASK_TYPES:
         raise ValueError(f"Unknown --task_type '{data.task_type}'. Choose one of: "
                          f"{', '.join(TASK_TYPES)}.")

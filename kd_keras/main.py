@@ -92,6 +92,7 @@ def main(argv) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from absl import logging
 
+    from kd_keras import pipeline
     from kd_keras.data import DataError
     from kd_keras.export import ExportError
     from kd_keras.models import ModelError
@@ -105,8 +106,6 @@ def main(argv) -> None:
         _fail(error)
     model_dir = config.train.model_dir
     model_dir_existed = os.path.exists(model_dir)
-    from kd_keras import pipeline
-
     try:
         code = pipeline.run(config)
     except user_errors as error:

@@ -100,7 +100,11 @@ def check(model_dir: str, identity: Dict[str, object]) -> None:
     Raises:
         RunMismatch: one line naming the folder, what differs, and what to do.
     """
-    record = recorded(model_dir)
+    _refuse_if_different(model_dir, recorded(model_dir), identity)
+
+
+def _refuse_if_different(model_dir: str, record: Dict[str, object],
+                         identity: Dict[str, object]) -> None:
     differences = [f"{part}: {_show(record[part])} there, {_show(value)} now"
                    for part, value in identity.items()
                    if part in record and record[part] != value]
@@ -118,6 +122,6 @@ def check(model_dir: str, identity: Dict[str, object]) -> None:
 
 def record(model_dir: str, identity: Dict[str, object]) -> None:
     """Checks identity against model_dir, then records what this run adds, atomically."""
-    check(model_dir, identity)
-    files.write_json(os.path.join(model_dir, IDENTITY_FILE),
-                     dict(recorded(model_dir), **identity))
+    existing = recorded(model_dir)
+    _refuse_if_different(model_dir, existing, identity)
+    files.write_json(os.path.join(model_dir, IDENTITY_FILE), dict(existing, **identity))

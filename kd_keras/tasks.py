@@ -171,19 +171,12 @@ def from_files(train_file: str, dev_file: str, text_fields: Sequence[str], label
         task_type: ``"classification"`` or ``"regression"``.
         labels: class names in index order (classification); None for regression.
 
+    The fields and task type are checked with the rest of the settings
+    (config.validate); here only what the data decides.
+
     Raises:
-        ValueError: the fields or the task type are not usable.
+        ValueError: a classification task whose training file has fewer than two labels.
     """
-    if task_type not in TASK_TYPES:
-        raise ValueError(f"Unknown --task_type '{task_type}'. Choose one of: "
-                         f"{', '.join(TASK_TYPES)}.")
-    if len(text_fields) not in (1, 2) or not all(text_fields):
-        raise ValueError("--text_fields takes one field name (single texts) or two "
-                         f"(pairs), e.g. --text_fields=question,answer; got {list(text_fields)}.")
-    if not label_field:
-        raise ValueError("--label_field is missing: name the field that holds the label.")
-    if label_field in text_fields:
-        raise ValueError(f"--label_field '{label_field}' is also a text field.")
     regression = task_type == "regression"
     if not regression and len(labels or ()) < 2:
         raise ValueError(f"{train_file}: a classification task needs at least two labels in "

@@ -138,6 +138,10 @@ def test_own_data_settings_are_checked(tmp_path):
         own(text_fields=("a", "b", "c"))
     with pytest.raises(ValueError, match="--label_field"):
         own(label_field=None)
+    with pytest.raises(ValueError, match="--label_field 'text' is also a text field"):
+        own(label_field="text")
+    with pytest.raises(ValueError, match="--text_fields"):
+        own(text_fields=("text", ""))
     with pytest.raises(ValueError, match="either --task"):
         own(task="mrpc")
     with pytest.raises(ValueError, match="Unknown --task_type 'ranking'"):
