@@ -1,19 +1,10 @@
-"""kd_keras: distil a fine-tuned BERT teacher into a smaller BERT student.
+"""kd_keras: distil a fine-tuned Transformer teacher into a smaller student.
 
 Implements "Knowledge Distillation from Internal Representations" (Aguilar et al.,
-AAAI 2020) on TensorFlow / Keras 2.
+AAAI 2020) on Keras 3 (TensorFlow backend) with its own encoders (kd_keras.encoders).
 
-Hugging Face's TensorFlow models only run on Keras 2 (the ``tf_keras`` package), and
-TensorFlow picks the Keras version when it is first imported.  Setting the variable
-here, before anything imports TensorFlow, means users never have to.
+Importing kd_keras changes no global setting: ``tf.keras`` stays what TensorFlow makes
+it, and a user's own Keras models are untouched.
 """
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# Hide TensorFlow's INFO chatter (oneDNN, CUDA probing); warnings and errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-# transformers would otherwise warn that PyTorch is missing, which is expected here.
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-
-__version__ = "0.1.0"
+__version__ = "0.2.0"

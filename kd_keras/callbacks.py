@@ -1,17 +1,25 @@
-"""Keras callbacks: stage switching, dev metrics with best-student keeping, TensorBoard extras."""
+"""Keras 3 callbacks of a run: backups for exact resume, the NaN guard, stage switching,
+dev metrics with best-student keeping, and the TensorBoard extras.
+
+``Distiller.fit_schedule`` calls ``fit`` once per epoch; between two calls the Distiller
+retraces its step for the next stage.  A callback that ends the run sets
+``model.run_finished``.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
-import kd_keras  # noqa: F401
+import keras
 import numpy as np
-import tensorflow as tf
-import tf_keras
 
+from kd_keras import files
 from kd_keras import metrics as glue_metrics
+from kd_keras import terms as terms_lib
+
+STATE_FILE, VARIABLES_FILE = "state.json", "variables.npz"
 
 
 def load_run_state(model, key: str, default):
@@ -20,64 +28,121 @@ def load_run_state(model, key: str, default):
 
 
 def store_run_state(model, key: str, value) -> None:
-    """Writes one callback's bookkeeping into the run state, which checkpoints carry."""
+    """Writes one callback's bookkeeping into the run state, which backups carry."""
     state = model.get_run_state()
     state[key] = value
     model.set_run_state(state)
 
 
+# --------------------------------------------------------------------------- backups
+
+
+def read_backup_state(backup_dir: str) -> Optional[Dict]:
+    """The last backup's state (position, bookkeeping), or None when there is none."""
+    path = os.path.join(backup_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def backup_position(backup_dir: str, steps_per_epoch: int) -> Tuple[int, int]:
-    """Where a run resumes: (epoch, batch) after the last backup, or (0, 0) without one.
-
-    Mirrors how Keras' BackupAndRestore picks the initial epoch and step, so the input
-    pipeline can start at the same place (see data.make_dataset).
-    """
-    latest = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
-    if latest is None:
+    """Where a run resumes: (epoch, batch) after the last backup, or (0, 0) without one."""
+    state = read_backup_state(backup_dir)
+    if state is None:
         return 0, 0
-    reader = tf.train.load_checkpoint(latest)
-    epoch = int(reader.get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
-    batch = int(reader.get_tensor("ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE"))
-    if epoch < 0:
-        return 0, 0
-    if batch < 0 or batch >= steps_per_epoch - 1:
+    epoch, batch = int(state["epoch"]), int(state["batch"])
+    if batch >= steps_per_epoch:
         return epoch + 1, 0
-    return epoch, batch + 1
+    return epoch, batch
 
 
-class TrainingBackup(tf_keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that also backs up at epoch end, after the other callbacks.
+class TrainingBackup(keras.callbacks.Callback):
+    """Backs up everything a resumed run needs, and restores it before training.
 
-    Put it first in the callback list, so its restore (at train begin) comes before the
-    other callbacks read the model, and add ``closing_callback()`` last, so the
-    epoch-end backup holds the stage and bookkeeping those callbacks just updated.
+    A backup is a folder, written whole to a temporary sibling and renamed: the
+    Distiller's backup_variables (student, projections, stage, optimizer, dropout
+    seed-generator states) in variables.npz, and the position (epoch, next batch) with the
+    callbacks' bookkeeping in state.json.  Only the chief writes; every worker restores
+    from the same folder.
+
+    Put it first in the callback list, so its restore comes before the other callbacks
+    read the model, and add ``closing_callback()`` last, so the epoch-end backup holds
+    the stage and bookkeeping those callbacks just updated.
 
     Args:
-        backup_dir: folder of the backup (removed when training ends normally).
+        backup_dir: folder of the backup.
         steps_per_epoch: batches per epoch.
-        save_steps: also back up every this many steps (0: at epoch ends only).
+        save_steps: also back up every this many optimizer steps (0: at epoch ends only).
+        writes: False on workers other than the chief.
     """
 
-    def __init__(self, backup_dir: str, steps_per_epoch: int, save_steps: int = 0):
-        # An integer save_freq makes Keras resume mid-epoch; a huge one means "never".
-        super().__init__(backup_dir, save_freq=save_steps or sys.maxsize,
-                         delete_checkpoint=True)
+    def __init__(self, backup_dir: str, steps_per_epoch: int, save_steps: int = 0,
+                 writes: bool = True):
+        super().__init__()
+        self.backup_dir = backup_dir
         self.steps_per_epoch = steps_per_epoch
+        self.save_steps = save_steps
+        self.writes = writes
+        self.epoch = 0
+        self.restored = False
 
-    def on_epoch_end(self, epoch, logs=None):
-        pass  # done by closing_callback(), after the other callbacks
+    def restore(self) -> bool:
+        """Loads the backup into the model, if there is one (once per run)."""
+        if self.restored:
+            return False
+        self.restored = True
+        state = read_backup_state(self.backup_dir)
+        if state is None:
+            return False
+        variables = self.model.backup_variables()
+        with np.load(os.path.join(self.backup_dir, VARIABLES_FILE)) as saved:
+            values = [saved[f"v{i}"] for i in range(len(saved.files))]
+        if len(values) != len(variables) or any(
+                tuple(v.shape) != value.shape for v, value in zip(variables, values)):
+            raise ValueError(f"The backup in {self.backup_dir} does not fit this model; "
+                             "remove it to start again.")
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        self.model.set_run_state(state["run_state"])
+        return True
 
-    def closing_callback(self) -> tf_keras.callbacks.Callback:
+    def on_train_begin(self, logs=None):
+        self.restore()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.save_steps:
+            return
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step % self.save_steps == 0:
+            self.save(self.epoch, self.model.first_batch + batch + 1)
+
+    def save(self, epoch: int, next_batch: int) -> None:
+        """Writes the backup: training continues at (epoch, next_batch)."""
+        if not self.writes:
+            return
+        variables = self.model.backup_variables()
+        arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+        with files.atomic_folder(self.backup_dir) as staging:
+            np.savez(os.path.join(staging, VARIABLES_FILE), **arrays)
+            files.write_json(os.path.join(staging, STATE_FILE),
+                             {"epoch": epoch, "batch": next_batch,
+                              "run_state": self.model.get_run_state()})
+
+    def closing_callback(self) -> keras.callbacks.Callback:
         backup = self
 
-        class _EpochEndBackup(tf_keras.callbacks.Callback):
+        class _EpochEndBackup(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
-                backup._backup(epoch=epoch, batch=backup.steps_per_epoch - 1)
+                backup.save(epoch, backup.steps_per_epoch)
 
         return _EpochEndBackup()
 
 
-class StopOnNaN(tf_keras.callbacks.Callback):
+class StopOnNaN(keras.callbacks.Callback):
     """Stops training at the first non-finite loss and remembers where it happened."""
 
     def __init__(self):
@@ -91,15 +156,17 @@ class StopOnNaN(tf_keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(float(loss)):
-            self.failed_at = (self.epoch + 1, batch + 1)
+            self.failed_at = (self.epoch + 1, self.model.first_batch + batch + 1)
             self.model.stop_training = True
+            self.model.run_finished = True
 
 
-class StageController(tf_keras.callbacks.Callback):
+class StageController(keras.callbacks.Callback):
     """Ends stages on their epoch limit or when their cosine loss is small enough.
 
-    The stage lives in the Distiller's tf.Variables (stage_index, epochs_in_stage); this
-    callback only reads and advances them, so a restored checkpoint resumes the stage.
+    The stage lives in the Distiller's variables (stage_index, epochs_in_stage,
+    stage_start); this callback advances them at an epoch's end, so a backup written then
+    resumes in the next stage, and the next epoch's fit runs the next stage's step.
 
     Args:
         cos_threshold: an internal stage ends early once the mean train [CLS] cosine loss
@@ -112,29 +179,25 @@ class StageController(tf_keras.callbacks.Callback):
         self.cos_threshold = cos_threshold
         self.log = log
         self.history: List[Dict] = []
+        self.announced = None
 
     def on_train_begin(self, logs=None):
+        # The step already follows the stage (Distiller.fit_schedule syncs it before fit).
         self.history = load_run_state(self.model, "stages", [])
-        self.model.sync_stage()
-        self._announce()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.model.sync_stage():
-            self._announce()
-
-    def _announce(self):
-        model = self.model
-        self.log(f"Stage {model.active_stage + 1}/{len(model.stages)}: {model.stage.name}")
+        if self.announced != self.model.active_stage:
+            self.announced = self.model.active_stage
+            model = self.model
+            self.log(f"Stage {model.active_stage + 1}/{len(model.stages)}: {model.stage.name}")
 
     def stage_finished(self, logs: Dict) -> Optional[str]:
         """Why the current stage is over after this epoch, or None."""
         model = self.model
         stage = model.stage
-        if int(model.epochs_in_stage.numpy()) >= stage.max_epochs:
+        if int(keras.ops.convert_to_numpy(model.epochs_in_stage)) >= stage.max_epochs:
             return f"epoch limit {stage.max_epochs}"
-        if self.cos_threshold > 0 and stage.internal:
-            values = [logs[model.cosine_names[p]] for p in stage.pairs
-                      if model.cosine_names[p] in logs]
+        cosines = [term.name for term in model.terms if isinstance(term, terms_lib.ClsCosine)]
+        if self.cos_threshold > 0 and cosines:
+            values = [logs[name] for name in cosines if name in logs]
             if values and float(np.mean(values)) < self.cos_threshold:
                 return f"cosine loss {np.mean(values):.4f} < {self.cos_threshold}"
         return None
@@ -142,32 +205,33 @@ class StageController(tf_keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         model = self.model
-        model.epochs_in_stage.assign_add(1)
+        model.epochs_in_stage.assign(model.epochs_in_stage + 1)
         reason = self.stage_finished(logs)
         logs["stage"] = model.active_stage + 1
-        if reason is None:
-            return
-        self._end_stage(epoch, reason)
+        if reason is not None:
+            self._end_stage(epoch, reason)
 
     def _end_stage(self, epoch: int, reason: str) -> None:
         model = self.model
+        epochs = int(keras.ops.convert_to_numpy(model.epochs_in_stage))
         self.history.append({"stage": model.active_stage + 1, "name": model.stage.name,
-                             "epochs": int(model.epochs_in_stage.numpy()),
-                             "ended_after_epoch": epoch + 1, "reason": reason})
+                             "epochs": epochs, "ended_after_epoch": epoch + 1,
+                             "reason": reason})
         self.log(f"Stage {model.active_stage + 1}/{len(model.stages)} ends after epoch "
                  f"{epoch + 1}: {reason}.")
         next_index = model.active_stage + 1
-        # The variables move on now, so a checkpoint written at this epoch end resumes
-        # in the next stage; the step itself is rebuilt at the next epoch's start.
+        # The variables move on now (the step follows at the next fit), so a backup
+        # written at this epoch end resumes in the next stage.
         model.stage_index.assign(next_index)
         model.epochs_in_stage.assign(0)
+        model.stage_start.assign(keras.ops.cast(model.optimizer.iterations, "int64"))
         store_run_state(model, "stages", self.history)
         if next_index >= len(model.stages):
-            model.stop_training = True
+            model.run_finished = True
 
 
-class DevEvaluator(tf_keras.callbacks.Callback):
-    """Computes the task's GLUE metrics on dev after each epoch and keeps the best student.
+class DevEvaluator(keras.callbacks.Callback):
+    """Computes the task's metrics on dev after each epoch and keeps the best student.
 
     Adds ``val_<metric>`` to the epoch logs (so TensorBoard and the progress line show
     them).  Only epochs whose stage trains the classifier compete for "best".
@@ -208,7 +272,6 @@ class DevEvaluator(tf_keras.callbacks.Callback):
 
     def _evaluate(self, epoch: int, logs: Dict) -> None:
         model = self.model
-        stage = model.stages[model.active_stage]
         logits = model.predict(self.dataset, verbose=0)
         values = glue_metrics.compute(self.metric_names, self.labels, logits, self.regression)
         for name, value in values.items():
@@ -216,7 +279,7 @@ class DevEvaluator(tf_keras.callbacks.Callback):
         record = {name: float(value) for name, value in values.items()}
         record.update(epoch=epoch + 1, stage=model.active_stage + 1)
         self.history.append(record)
-        if not (stage.kd or stage.hard_only):
+        if not model.trains_classifier():
             return
         main = self.metric_names[0]
         if self.best is None or values[main] > self.best[main]:
@@ -228,7 +291,25 @@ class DevEvaluator(tf_keras.callbacks.Callback):
             self.epochs_without_improvement += 1
             if self.patience and self.epochs_without_improvement >= self.patience:
                 print(f"Early stopping: no {main} gain on dev for {self.patience} epochs.")
-                model.stop_training = True
+                model.run_finished = True
+
+
+class EndEpoch(keras.callbacks.Callback):
+    """Ends each fit after one epoch (Distiller.fit_schedule calls fit once per epoch, so
+    the progress line still reads "Epoch k/total"); put it last."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback across several fit calls: its writers are closed at
+    each train end, so the next fit gets new ones (new event files in the same folders).
+    """
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        self._writers = {}
 
 
 def attention_image(teacher_maps: List[np.ndarray], student_maps: List[np.ndarray]) -> np.ndarray:
@@ -255,7 +336,7 @@ def attention_image(teacher_maps: List[np.ndarray], student_maps: List[np.ndarra
     return image[None]
 
 
-class TensorBoardExtras(tf_keras.callbacks.Callback):
+class TensorBoardExtras(keras.callbacks.Callback):
     """What Keras' TensorBoard callback does not write: hparams, stage events, attention maps.
 
     Args:
@@ -266,14 +347,20 @@ class TensorBoardExtras(tf_keras.callbacks.Callback):
 
     def __init__(self, log_dir: str, hparams: Dict, example: Dict[str, np.ndarray]):
         super().__init__()
+        import tensorflow as tf
+
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "stages"))
         self.hparams = hparams
         self.example = example
         self.stage_at_epoch_start = None
+        self.hparams_written = False
 
     def on_train_begin(self, logs=None):
         from tensorboard.plugins.hparams import api as hp
 
+        if self.hparams_written:
+            return
+        self.hparams_written = True
         with self.writer.as_default():
             hp.hparams(self.hparams)
             self.writer.flush()
@@ -282,12 +369,14 @@ class TensorBoardExtras(tf_keras.callbacks.Callback):
         self.stage_at_epoch_start = self.model.active_stage
 
     def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
         model = self.model
-        ended = int(model.stage_index.numpy()) != self.stage_at_epoch_start
+        ended = int(keras.ops.convert_to_numpy(model.stage_index)) != self.stage_at_epoch_start
         with self.writer.as_default(step=epoch + 1):
             tf.summary.scalar("stage", self.stage_at_epoch_start + 1)
             if ended and model.teacher is not None:
-                stage = model.stages[self.stage_at_epoch_start]
+                stage = model.schedule[self.stage_at_epoch_start]
                 tf.summary.text("stage_end", f"{stage.name} ended after epoch {epoch + 1}")
                 tf.summary.image(f"attention/stage_{self.stage_at_epoch_start + 1}",
                                  self.attention_picture())
@@ -296,12 +385,13 @@ class TensorBoardExtras(tf_keras.callbacks.Callback):
     def attention_picture(self) -> np.ndarray:
         """Teacher vs student attention maps (mean over heads) for the fixed example."""
         model = self.model
-        inputs = {k: tf.constant(v) for k, v in self.example.items()}
-        teacher = model.teacher(inputs, training=False)
-        student = model.student(inputs, training=False)
+        teacher = model.teacher.forward(self.example, training=False)
+        student = model.student.forward(self.example, training=False)
         length = int(self.example["attention_mask"].sum())
-        teacher_maps = [teacher.attentions[t - 1][0].numpy().mean(0)[:length, :length]
-                        for _, t in model.mapping]
-        student_maps = [student.attentions[s - 1][0].numpy().mean(0)[:length, :length]
-                        for s, _ in model.mapping]
+
+        def mean_map(probabilities):
+            return keras.ops.convert_to_numpy(probabilities)[0].mean(0)[:length, :length]
+
+        teacher_maps = [mean_map(teacher.attentions[t - 1]) for _, t in model.mapping]
+        student_maps = [mean_map(student.attentions[s - 1]) for s, _ in model.mapping]
         return attention_image(teacher_maps, student_maps)

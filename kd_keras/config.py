@@ -121,6 +121,16 @@ class DistillConfig:
     temperature: float = option(1.0, "Soft-label temperature.")
     attention_weight: float = option(1.0, "Weight of attention KL terms.")
     cosine_weight: float = option(1.0, "Weight of [CLS] cosine terms.")
+    internal_losses: Tuple[str, ...] = option(
+        ("attention_kl", "cls_cosine"), "Per layer pair loss terms of the internal "
+        "stages: attention_kl, cls_cosine (the paper's), hidden_mse (every token, "
+        "projected when widths differ), attention_mse, and embedding_mse (the embedding "
+        "layers, TinyBERT).")
+    freeze_lower_layers: bool = option(
+        False, "A stage trains only the student layers from its lowest pair up (pid: one "
+        "layer at a time, as the paper describes it); the embeddings and the layers below "
+        "stay fixed.")
+    stage_warmup: bool = option(False, "Restart the learning-rate warm-up at each stage.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +254,13 @@ def validate(config: RunConfig) -> RunConfig:
         raise ValueError("--max_seq_length must be at least 8.")
     if not 0.0 <= config.train.warmup_proportion < 1.0:
         raise ValueError("--warmup_proportion must be in [0, 1).")
+    from kd_keras import terms
+
+    known_terms = list(terms.LAYER_TERMS) + [terms.EMBEDDING_TERM]
+    unknown = [name for name in config.distill.internal_losses if name not in known_terms]
+    if unknown or not config.distill.internal_losses:
+        raise ValueError(f"--internal_losses: unknown term '{(unknown or [''])[0]}'; choose "
+                         f"from {', '.join(known_terms)}.")
     if config.model.student_init not in ("teacher", "random"):
         raise ValueError("--student_init must be 'teacher' or 'random'.")
     if not config.train.model_dir:

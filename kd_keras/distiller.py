@@ -1,49 +1,101 @@
-"""The Distiller: a Keras model whose train_step distils a teacher into a student.
-
-Each step runs the frozen teacher (training=False, outside the GradientTape) and the
-student, then sums the losses the current stage turns on:
+"""The Distiller: a Keras 3 model whose train_step runs the frozen teacher and the
+student (kd_keras.encoders) and sums the loss terms (kd_keras.terms) of the current stage.
 
     loss = kd_weight * (soft + lambda * hard)
-           + sum over active pairs (s, t) of w * (attention_KL(t, s) + cos_loss(t, s))
+           + sum over the stage's layer pairs (s, t) of the per-pair terms
+             (by default attention KL(t || s) + squared [CLS] cosine distance)
 
-The stage (index, epochs spent in it, loss weights) lives in tf.Variables, so checkpoints
-carry it.  The step is traced per stage: a stage that needs student layers 1..k and
-teacher layers up to match(k) runs only those, and skips the classifier heads when no
-loss uses them (callbacks.StageController rebuilds the step when the stage changes).
+Each stage is a list of terms; ``terms.requirements`` decides how much of each model the
+step runs (student layers up to the deepest active pair, the teacher up to its match, the
+heads only when logits are read).  The stage lives in variables (``stage_index``,
+``epochs_in_stage``, ``stage_start``), so backups carry it, and the step is retraced when
+the stage changes (``sync_stage``).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import kd_keras  # noqa: F401
-import numpy as np
-import tensorflow as tf
-import tf_keras
+import keras
+from keras import ops
 
-from kd_keras import losses
-from kd_keras.models import BertAdapter, dropout_seeded_by, seed_dropout
-from kd_keras.schedules import Stage
+from kd_keras import callbacks as callbacks_lib, schedules, terms as terms_lib
+from kd_keras.encoders import EncoderClassifier, EncoderOutputs
+from kd_keras.terms import Term
 
-TEACHER_LOGITS = "teacher_logits"  # optional feature: precomputed teacher logits
+TEACHER_LOGITS = "teacher_logits"  # batch key of precomputed teacher logits
 
 
-class WarmupLinearDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up to ``peak`` over ``warmup_steps``, then linear decay to 0."""
+def stage_terms(stage: schedules.Stage, mapping: Sequence[Tuple[int, int]],
+                internal: Sequence[str] = terms_lib.DEFAULT_LAYER_TERMS,
+                internal_weights: Optional[Dict[str, float]] = None,
+                hard_label_weight: float = 0.1, temperature: float = 1.0,
+                regression: bool = False) -> List[Term]:
+    """The terms a schedule stage turns on.
 
-    def __init__(self, peak: float, total_steps: int, warmup_steps: int):
+    Args:
+        stage: from schedules.build_schedule.
+        mapping: [(student layer, teacher layer)], 1-based; stage.pairs index into it.
+        internal: per-pair term names (terms.LAYER_TERMS keys), and optionally
+            terms.EMBEDDING_TERM, which adds the embedding-layer MSE to every stage
+            with layer pairs.
+        internal_weights: name -> weight of the per-pair terms.
+        hard_label_weight: lambda of soft + lambda * hard.
+        temperature: soft-label temperature.
+        regression: squared errors instead of cross-entropies for the label terms.
+
+    Raises:
+        ValueError: an unknown internal term name.
+    """
+    per_pair = [name for name in internal if name != terms_lib.EMBEDDING_TERM]
+    terms_lib.layer_terms(per_pair, (1, 1))  # unknown names fail here, for every stage
+    if stage.hard_only:
+        return [terms_lib.HardLabel(regression=regression)]
+    active = (terms_lib.kd_terms(hard_label_weight, temperature, regression=regression)
+              if stage.kd else [])
+    if stage.pairs and terms_lib.EMBEDDING_TERM in internal:
+        active.append(terms_lib.embedding_term(
+            (internal_weights or {}).get(terms_lib.EMBEDDING_TERM, 1.0)))
+    for index in stage.pairs:
+        active += terms_lib.layer_terms(per_pair, mapping[index], internal_weights)
+    return active
+
+
+def evaluation_terms(mapping: Sequence[Tuple[int, int]], with_teacher: bool,
+                     **term_options) -> List[Term]:
+    """What validation reports: with a teacher every term of every pair and the label
+    terms, so dev curves show each layer in every stage; without one the hard labels."""
+    if not with_teacher:
+        return [terms_lib.HardLabel(regression=term_options.get("regression", False))]
+    everything = schedules.Stage("eval", tuple(range(len(mapping))), True, False, 1)
+    return stage_terms(everything, mapping, **term_options)
+
+
+class StageWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak`` and linear decay to 0 over the whole run; with
+    ``stage_start`` (the Distiller's variable) the warm-up starts again at each stage.
+
+    Args:
+        peak: the highest learning rate.
+        total_steps: steps of the whole run.
+        warmup_steps: steps of each warm-up.
+        stage_start: int64 variable holding the step the current stage began at, or None
+            for one warm-up at the start of the run.
+    """
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int, stage_start=None):
         super().__init__()
-        self.peak = float(peak)
-        self.total_steps = max(int(total_steps), 1)
-        self.warmup_steps = int(warmup_steps)
+        self.peak, self.total_steps = float(peak), max(int(total_steps), 1)
+        self.warmup_steps, self.stage_start = int(warmup_steps), stage_start
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warmup = self.peak * step / max(self.warmup_steps, 1)
-        remaining = tf.maximum(float(self.total_steps) - step, 0.0)
-        decay = self.peak * remaining / max(self.total_steps - self.warmup_steps, 1)
-        return tf.where(step < self.warmup_steps, warmup, decay)
+        step = ops.cast(step, "float32")
+        start = 0.0 if self.stage_start is None else ops.cast(self.stage_start, "float32")
+        warm = (ops.minimum((step - start) / self.warmup_steps, 1.0) if self.warmup_steps
+                else 1.0)
+        remaining = ops.maximum(float(self.total_steps) - step, 0.0)
+        decay = ops.minimum(remaining / max(self.total_steps - self.warmup_steps, 1), 1.0)
+        return self.peak * warm * decay
 
     def get_config(self):
         return {"peak": self.peak, "total_steps": self.total_steps,
@@ -51,309 +103,409 @@ class WarmupLinearDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_optimizer(learning_rate: float, total_steps: int, warmup_proportion: float,
-                   weight_decay: float):
-    """AdamW with warm-up and linear decay; LayerNorm and biases get no weight decay."""
-    schedule = WarmupLinearDecay(learning_rate, total_steps,
-                                 int(round(total_steps * warmup_proportion)))
-    optimizer = tf_keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay,
-                                          epsilon=1e-6, clipnorm=1.0)
-    optimizer.exclude_from_weight_decay(var_names=["LayerNorm", "bias"])
+                   weight_decay: float, stage_start=None) -> keras.optimizers.AdamW:
+    """AdamW (epsilon 1e-6, gradient norm clipped at 1) with linear warm-up and decay;
+    LayerNorm weights and biases get no weight decay.
+
+    Args:
+        learning_rate: the peak.
+        total_steps: optimizer steps of the whole run.
+        warmup_proportion: share of total_steps spent warming up.
+        weight_decay: decoupled weight decay.
+        stage_start: Distiller.stage_start to restart the warm-up at each stage, or None.
+    """
+    schedule = StageWarmup(learning_rate, total_steps,
+                           int(round(total_steps * warmup_proportion)), stage_start)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay,
+                                       epsilon=1e-6, clipnorm=1.0)
+    # Keras names LayerNormalization's weights gamma and beta.
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return optimizer
 
 
-RUN_STATE_BYTES = 1 << 16
+def _global_mean(per_example):
+    """Mean over the global batch: under tf.distribute each replica divides its sum by
+    the global batch size, so N replicas make the update one replica makes (Keras' raw
+    ops do not scale by the replica count by themselves)."""
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    batch = ops.cast(ops.shape(per_example)[0], "float32") * replicas
+    return ops.sum(per_example) / batch
 
 
-def _float32(tensor: Optional[tf.Tensor]) -> Optional[tf.Tensor]:
-    return None if tensor is None else tf.cast(tensor, tf.float32)
+def _step_outputs(results: Dict) -> Dict:
+    """Metric results as a step returns them.  Under MultiWorkerMirroredStrategy Keras
+    reduces step outputs with a mean along axis 0, which a scalar lacks: there each value
+    travels as shape [1] and arrives as the scalar mean over workers."""
+    import tensorflow as tf
+
+    extended = tf.distribute.get_strategy().extended
+    if not getattr(extended, "_in_multi_worker_mode", lambda: False)():
+        return results
+    return {name: ops.reshape(value, (1,)) for name, value in results.items()}
 
 
-def term_names(mapping: Sequence[Tuple[int, int]]) -> Tuple[List[str], List[str]]:
-    """Metric names of the per-pair losses: (attention KL names, cosine names)."""
-    attention = [f"att_kl_s{s}_t{t}" for s, t in mapping]
-    cosine = [f"cos_s{s}_t{t}" for s, t in mapping]
-    return attention, cosine
+def _default_schedule(stages: Sequence[Sequence[Term]]) -> List[schedules.Stage]:
+    """Names and epoch limits for stages given as bare term lists (one epoch each)."""
+    return [schedules.Stage(f"stage {k + 1}", (), any(t.uses_teacher and terms_lib.LOGITS
+                                                      in t.needs for t in stage),
+                            all(not t.uses_teacher for t in stage), 1)
+            for k, stage in enumerate(stages)]
 
 
-class Distiller(tf_keras.Model):
-    """Distils ``teacher`` into ``student`` following a list of stages.
+class Distiller(keras.Model):
+    """Distils ``teacher`` into ``student`` stage by stage.
 
     Args:
         student: the model being trained.
-        teacher: the frozen teacher, or None for plain fine-tuning.
-        mapping: [(student_layer, teacher_layer)], 1-based.
-        stages: the schedule (schedules.build_schedule).
-        regression: the task predicts one real number (STS-B): the soft-label loss is
-            the squared error to the teacher's prediction and the hard-label loss the
-            squared error to the gold score.
-        hard_label_weight: lambda in soft + lambda * hard.
-        temperature: soft-label temperature.
-        attention_weight: weight of each attention KL term.
-        cosine_weight: weight of each [CLS] cosine term.
-        seed: seeds the student's dropout masks, which are drawn per training step
-            (see models.seed_dropout) so that resumed runs repeat them.
-        cached_teacher_logits: training batches carry the teacher's logits under
-            TEACHER_LOGITS (computed once before training), so stages that read only
-            them run no teacher.
+        teacher: the frozen teacher, or None when every stage is plain fine-tuning.
+        stages: per stage, its terms (stage_terms).
+        cached_teacher_logits: batches carry the teacher's logits under TEACHER_LOGITS
+            (computed once before training); label terms then run no teacher.
+        evaluation_terms: what test_step reports (every term of every pair, say); the
+            last stage's terms when None.
+        freeze_lower_layers: a stage with layer pairs trains only the student layers from
+            its lowest pair up (and their projections): the embeddings and the layers
+            below stay as they are, and so does the classifier unless a term reads the
+            logits.  PID as the paper describes it: one layer optimised at a time.
+        schedule: per stage, its schedules.Stage (name, epoch limit, whether it trains
+            the classifier); one-epoch stages named "stage k" when None.
+        mapping: [(student layer, teacher layer)], 1-based: the pairs the attention
+            pictures show.
     """
 
-    def __init__(self, student: BertAdapter, teacher: Optional[BertAdapter],
-                 mapping: Sequence[Tuple[int, int]], stages: Sequence[Stage],
-                 regression: bool = False, hard_label_weight: float = 0.1,
-                 temperature: float = 1.0, attention_weight: float = 1.0,
-                 cosine_weight: float = 1.0, seed: int = 0,
-                 cached_teacher_logits: bool = False, **kwargs):
+    def __init__(self, student: EncoderClassifier, teacher: Optional[EncoderClassifier],
+                 stages: Sequence[Sequence[Term]], cached_teacher_logits: bool = False,
+                 evaluation_terms: Optional[Sequence[Term]] = None,
+                 freeze_lower_layers: bool = False,
+                 schedule: Optional[Sequence[schedules.Stage]] = None,
+                 mapping: Sequence[Tuple[int, int]] = (), **kwargs):
         super().__init__(**kwargs)
+        self.freeze_lower_layers = freeze_lower_layers
         self.student = student
         self.teacher = teacher
-        self.student_model = student.model  # tracked: trained and checkpointed
         if teacher is not None:
-            teacher.model.trainable = False
-            self.teacher_model = teacher.model
-            if any(st.internal for st in stages) and teacher.num_heads != student.num_heads:
-                from kd_keras.models import ModelError
+            teacher.trainable = False
+        elif any(term.uses_teacher for stage in stages for term in stage):
+            raise ValueError("Only the finetune schedule runs without a teacher.")
+        self.stages = [list(stage) for stage in stages]
+        self.schedule = list(schedule) if schedule is not None else _default_schedule(stages)
+        if len(self.schedule) != len(self.stages):
+            raise ValueError("schedule and stages must have one entry per stage.")
+        self.mapping = [tuple(pair) for pair in mapping]
+        self.evaluation_terms = list(evaluation_terms or self.stages[-1])
+        self.cached_teacher_logits = cached_teacher_logits
+        every = self.stages + [self.evaluation_terms]
+        if teacher is not None and any(terms_lib.ATTENTIONS in term.needs
+                                       for stage in every for term in stage):
+            if teacher.num_heads != student.num_heads:
+                from kd_keras.hub import ModelError
+
                 raise ModelError(
                     f"Attention distillation needs equal head counts: teacher has "
                     f"{teacher.num_heads}, student {student.num_heads}. Give the student "
                     f"{teacher.num_heads} heads or use --schedule=kd.")
-        elif any(st.uses_teacher for st in stages):
-            raise ValueError("Only the finetune schedule runs without a teacher.")
-        self.mapping = list(mapping)
-        self.stages = list(stages)
-        self.regression = regression
-        self.hard_label_weight = hard_label_weight
-        self.temperature = temperature
-        self.attention_weight = attention_weight
-        self.cosine_weight = cosine_weight
-        self.cached_teacher_logits = cached_teacher_logits
-
-        self.projections = None
+        self.projections = {}
         if teacher is not None and teacher.hidden_size != student.hidden_size:
-            # Maps student [CLS] vectors to the teacher's width; trained, never exported.
-            self.projections = [tf_keras.layers.Dense(teacher.hidden_size, name=f"proj_s{s}")
-                                for s, _ in self.mapping]
-            for layer in self.projections:
-                layer.build((None, student.hidden_size))
-
-        self.stage_index = tf.Variable(0, trainable=False, dtype=tf.int64, name="stage_index")
-        self.epochs_in_stage = tf.Variable(0, trainable=False, dtype=tf.int64,
-                                           name="epochs_in_stage")
-        self.pair_weights = tf.Variable(tf.zeros([len(self.mapping)]), trainable=False,
-                                        name="pair_weights")
-        self.kd_weight = tf.Variable(0.0, trainable=False, name="kd_weight")
-        # The callbacks' bookkeeping (stage history, best dev score) as JSON bytes, so a
-        # checkpoint restores it with the weights and the stage.  Numeric, not a string
-        # variable: multi-worker strategies cannot broadcast strings.
-        self.run_state = tf.Variable(tf.zeros([RUN_STATE_BYTES], tf.int32), trainable=False,
-                                     name="run_state")
-        seed_dropout(student, seed)
+            # Student vectors to the teacher's width, one per student layer; trained, never
+            # exported.  Built here: layers first built inside a step under a strategy fail.
+            for layer in sorted({term.pair[0] for stage in every for term in stage
+                                 if term.pair is not None}):
+                projection = keras.layers.Dense(teacher.hidden_size, name=f"proj_s{layer}")
+                projection.build((None, student.hidden_size))
+                self.projections[layer] = projection
+        self.stage_index = keras.Variable(0, dtype="int64", trainable=False,
+                                          name="stage_index")
+        self.epochs_in_stage = keras.Variable(0, dtype="int64", trainable=False,
+                                              name="epochs_in_stage")
+        # The optimizer step at which the current stage began (StageWarmup reads it).
+        self.stage_start = keras.Variable(0, dtype="int64", trainable=False,
+                                          name="stage_start")
         self.active_stage = 0
-        self._apply_stage_weights(0)
+        # Set by a callback when the run is over (last stage done, early stop, NaN).
+        self.run_finished = False
+        # The batch the current fit entered its epoch at (a resumed epoch starts mid-way).
+        self.first_batch = 0
+        # The callbacks' bookkeeping (stage history, best dev score); backups carry it.
+        self._run_state: Dict = {}
+        names = ["loss"] + sorted({term.name for stage in every for term in stage})
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.accuracy = (keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+                         if student.num_labels > 1 else None)
+        self.built = True  # every part is built already
 
-        self.attention_names, self.cosine_names = term_names(self.mapping)
-        names = ["loss", "soft", "hard"] + self.attention_names + self.cosine_names
-        self.trackers = {name: tf_keras.metrics.Mean(name=name) for name in names}
-        self.accuracy_tracker = (None if regression else
-                                 tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
-        # train_step returns metric results that are already global; Keras' default
-        # ("sum" over workers) would multiply them by the worker count.
-        self.distribute_reduction_method = "first"
-        # Every sub-model is built already; BackupAndRestore only restores built models.
-        self.built = True
-
-    # ------------------------------------------------------------------ stage state
-
-    def get_run_state(self) -> Dict:
-        """The bookkeeping dict last stored with set_run_state ({} at first)."""
-        raw = self.run_state.numpy()
-        end = int(np.argmin(raw)) if (raw == 0).any() else len(raw)
-        return json.loads(raw[:end].astype(np.uint8).tobytes().decode("utf-8") or "{}")
-
-    def set_run_state(self, state: Dict) -> None:
-        """Stores a JSON-able dict in the checkpointed run_state variable."""
-        encoded = np.frombuffer(json.dumps(state).encode("utf-8"), np.uint8)
-        if len(encoded) > RUN_STATE_BYTES:
-            raise ValueError(f"Run bookkeeping outgrew {RUN_STATE_BYTES} bytes.")
-        padded = np.zeros([RUN_STATE_BYTES], np.int32)
-        padded[: len(encoded)] = encoded
-        self.run_state.assign(padded)
+    # ------------------------------------------------------------------ stages
 
     @property
-    def stage(self) -> Stage:
-        """The stage the compiled step currently implements."""
+    def terms(self) -> List[Term]:
+        """The terms the compiled step currently computes."""
         return self.stages[self.active_stage]
 
-    def _apply_stage_weights(self, index: int) -> None:
-        stage = self.stages[min(index, len(self.stages) - 1)]
-        weights = [1.0 if p in stage.pairs else 0.0 for p in range(len(self.mapping))]
-        self.pair_weights.assign(weights)
-        self.kd_weight.assign(1.0 if stage.kd or stage.hard_only else 0.0)
+    @property
+    def stage(self) -> schedules.Stage:
+        """The schedule stage the compiled step currently implements."""
+        return self.schedule[self.active_stage]
 
-    def set_stage(self, index: int, reset_epochs: bool = True) -> None:
-        """Moves to stage ``index``: updates the variables and retraces the step."""
+    def trains_classifier(self, index: Optional[int] = None) -> bool:
+        """Whether stage ``index`` (the current one when None) has a label term: only
+        such epochs compete for the best student."""
+        active = self.stages[self.active_stage if index is None else index]
+        return any(terms_lib.LOGITS in term.needs for term in active)
+
+    def set_stage(self, index: int) -> None:
+        """Moves to stage ``index`` from the current optimizer step, and retraces."""
         self.stage_index.assign(index)
-        if reset_epochs:
-            self.epochs_in_stage.assign(0)
+        self.epochs_in_stage.assign(0)
+        if getattr(self, "optimizer", None) is not None:
+            self.stage_start.assign(ops.cast(self.optimizer.iterations, "int64"))
         self.sync_stage()
 
     def sync_stage(self) -> bool:
-        """Makes the traced step follow ``stage_index`` (after a restore, say).
-
-        Returns:
-            True when the stage changed and the step was rebuilt.
-        """
+        """Makes the step follow ``stage_index`` (after a restore, say); True when the
+        stage changed."""
         index = min(int(self.stage_index.numpy()), len(self.stages) - 1)
         changed = index != self.active_stage
         self.active_stage = index
-        self._apply_stage_weights(index)
         if changed:
             self.train_function = None
-            self.make_train_function(force=True)
         return changed
 
+    def get_run_state(self) -> Dict:
+        """The bookkeeping dict last stored with set_run_state ({} at first)."""
+        return dict(self._run_state)
+
+    def set_run_state(self, state: Dict) -> None:
+        """Stores the callbacks' bookkeeping (JSON-able); TrainingBackup saves it."""
+        self._run_state = dict(state)
+
     @property
-    def trainable_student_variables(self) -> List[tf.Variable]:
-        """Everything the optimizer may update: student and projections, never the teacher."""
+    def trainable_student_variables(self) -> List:
+        """Everything the optimizer may update: the student and the projections."""
         variables = list(self.student.trainable_variables)
-        for layer in self.projections or []:
-            variables += layer.trainable_variables
+        for projection in self.projections.values():
+            variables += projection.trainable_variables
         return variables
 
-    def build_optimizer(self) -> None:
-        """Creates optimizer slots for every trainable variable up front.
+    def backup_variables(self) -> List:
+        """What a backup must hold to resume exactly: the student's variables (dropout
+        seed-generator states included), the projections, the stage and the optimizer;
+        not the frozen teacher."""
+        variables = list(self.student.variables)
+        for projection in self.projections.values():
+            variables += projection.variables
+        variables += [self.stage_index, self.epochs_in_stage, self.stage_start]
+        if getattr(self, "optimizer", None) is not None:
+            variables += list(self.optimizer.variables)
+        unique, seen = [], set()
+        for variable in variables:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                unique.append(variable)
+        return unique
 
-        Stages update different subsets; Keras' optimizer refuses variables it has not
-        seen at its first step, so it is built over all of them once.
+    def stage_variables(self, active: Sequence[Term]) -> List:
+        """What a stage may update: everything, or with freeze_lower_layers the student
+        layers from its lowest pair up (the classifier only if it reads the logits)."""
+        pairs = [term.pair for term in active if term.pair is not None]
+        if not self.freeze_lower_layers or not pairs:
+            return self.trainable_student_variables
+        lowest = min(student_layer for student_layer, _ in pairs)
+        variables = [] if lowest > 0 else list(self.student.embeddings.trainable_variables)
+        for number, layer in enumerate(self.student.encoder_layers, start=1):
+            if number >= lowest:
+                variables += layer.trainable_variables
+        if any(terms_lib.LOGITS in term.needs for term in active):
+            variables += self.student.head.trainable_variables
+        for number, projection in self.projections.items():
+            if number >= lowest:
+                variables += projection.trainable_variables
+        return variables
+
+    def fit_schedule(self, epoch_data: Callable, steps_per_epoch: int,
+                     callbacks: Sequence = (), validation_data=None, start_epoch: int = 0,
+                     start_batch: int = 0, verbose=0) -> Dict[str, List[float]]:
+        """Trains through the schedule, one ``fit`` per epoch, until a callback ends the
+        run (callbacks.StageController after the last stage, early stopping, a NaN) or
+        every stage has run to its epoch limit.
+
+        Between two fits the step is retraced when the stage changed; a fit that enters
+        its epoch mid-way (a resumed run) runs only the epoch's remaining batches.
+
+        Args:
+            epoch_data: (epoch, first batch) -> a dataset of that epoch's batches from
+                the first one on (data.make_dataset with start_epoch / start_batch).
+            steps_per_epoch: batches in a whole epoch.
+            callbacks: Keras callbacks; a StageController is added when none is given.
+            validation_data: dev dataset, evaluated after each epoch.
+            start_epoch / start_batch: where training resumes.
+            verbose: Keras' progress output.
+
+        Returns:
+            Metric name -> one value per epoch run.
         """
+        callbacks = list(callbacks)
+        if not any(isinstance(c, callbacks_lib.StageController) for c in callbacks):
+            callbacks.insert(0, callbacks_lib.StageController(log=lambda line: None))
+        callbacks.append(callbacks_lib.EndEpoch())
+        epochs = schedules.max_epochs(self.schedule)
+        self.run_finished = int(self.stage_index.numpy()) >= len(self.stages)
+        history: Dict[str, List[float]] = {}
+        epoch, batch = start_epoch, start_batch
+        while epoch < epochs and not self.run_finished:
+            self.sync_stage()  # before fit builds its step
+            self.first_batch = batch
+            fitted = self.fit(epoch_data(epoch, batch), epochs=epochs, initial_epoch=epoch,
+                              steps_per_epoch=steps_per_epoch - batch,
+                              validation_data=validation_data, callbacks=callbacks,
+                              verbose=verbose, shuffle=False)
+            for name, values in fitted.history.items():
+                history.setdefault(name, []).extend(float(v) for v in values)
+            epoch, batch = epoch + 1, 0
+        return history
+
+    def build_optimizer(self) -> None:
+        """Creates the optimizer's slots for every trainable variable up front: stages
+        update different subsets."""
         self.optimizer.build(self.trainable_student_variables)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds unbuilt parts from a first batch, which under a strategy it
+        # reduces across replicas; MultiWorkerMirroredStrategy cannot reduce a dict of
+        # features ("unsupported type dict").  Every part here is built already (the
+        # optimizer by build_optimizer), so there is nothing to build.
+        return
 
     # ------------------------------------------------------------------ forward
 
     @property
     def metrics(self):
-        trackers = list(self.trackers.values())
-        return trackers + ([self.accuracy_tracker] if self.accuracy_tracker else [])
+        # Ours only: Keras' own loss tracker would show 0, as train_step never feeds it.
+        return list(self.trackers.values()) + ([self.accuracy] if self.accuracy else [])
 
     def call(self, inputs, training=False):
         """Student logits [batch, num_labels]."""
-        return self.student.logits(inputs, training=training)
+        return self.student(inputs, training=training)
 
-    def _depths(self, stage: Stage, cached_logits: bool) -> Tuple[Optional[int], Optional[int]]:
-        """Student and teacher layers a stage needs (None: all, with the heads)."""
-        if stage.kd or stage.hard_only:
-            student_layers = None
-        else:
-            student_layers = max(self.mapping[p][0] for p in stage.pairs)
-        if not stage.pairs:
-            teacher_layers = None if not cached_logits else 0
-        elif stage.kd and not cached_logits:
-            teacher_layers = None
-        else:
-            teacher_layers = max(self.mapping[p][1] for p in stage.pairs)
-        return student_layers, teacher_layers
+    def requirements(self, x: Dict, active: Sequence[Term]) -> terms_lib.Requirements:
+        """How much of each model the active terms need on this batch."""
+        return terms_lib.requirements(active, self.student.num_layers,
+                                      self.teacher.num_layers if self.teacher else 0,
+                                      self.cached_teacher_logits and TEACHER_LOGITS in x)
 
-    def compute_terms(self, x: Dict[str, tf.Tensor], y: tf.Tensor, stage: Stage,
-                      training: bool) -> Tuple[tf.Tensor, Dict[str, tf.Tensor], tf.Tensor]:
-        """Per-example loss terms of one stage.
+    def teacher_outputs(self, x: Dict, active: Sequence[Term]) -> Optional[EncoderOutputs]:
+        """What the active terms read of the frozen teacher (training=False)."""
+        needs = self.requirements(x, active)
+        outputs = EncoderOutputs(None, [], [])
+        if needs.teacher_layers is not None:
+            outputs = self.teacher.forward(
+                x, training=False, num_layers=needs.teacher_layers,
+                with_logits=needs.teacher_logits, output_attentions=needs.attentions,
+                cls_only_last=needs.teacher_cls_only)
+        if outputs.logits is None and TEACHER_LOGITS in x:
+            outputs.logits = x[TEACHER_LOGITS]
+        return outputs
+
+    def compute_terms(self, x: Dict, y, active: Sequence[Term], teacher: Optional[EncoderOutputs],
+                      training: bool):
+        """Per-example loss terms.
 
         Args:
-            x: input_ids, attention_mask, token_type_ids int [batch, seq]; optionally
-                teacher_logits float [batch, num_labels].
+            x: input_ids, attention_mask, token_type_ids int [batch, seq] (and
+                TEACHER_LOGITS float [batch, labels] when cached).
             y: labels [batch].
-            stage: which terms to compute.
+            active: the terms to compute.
+            teacher: teacher_outputs(x, active).
             training: student dropout on.
 
         Returns:
-            (total loss [batch], term name -> [batch], student logits [batch, labels] or
-            None).
+            (total float32 [batch], term name -> float32 [batch], student logits or None).
         """
-        cached = self.cached_teacher_logits and TEACHER_LOGITS in x
-        student_layers, teacher_layers = self._depths(stage, cached)
-        teacher_out = None
-        if stage.uses_teacher and teacher_layers != 0:
-            teacher_out = self.teacher(x, training=False, num_layers=teacher_layers,
-                                       with_logits=teacher_layers is None, cls_only_last=True)
-        # Losses read the deepest computed layer only at [CLS] (cosine, pooler).
-        student_out = self.student(x, training=training, num_layers=student_layers,
-                                   with_logits=student_layers is None, cls_only_last=True)
-        batch = tf.shape(x["input_ids"])[0]
-        total = tf.zeros([batch], tf.float32)
-        terms: Dict[str, tf.Tensor] = {}
-        # Under a mixed precision policy the models compute in float16/bfloat16; every
-        # loss is taken in float32.
-        logits = _float32(student_out.logits)
-        if stage.hard_only:
-            terms["hard"] = self._hard(y, logits)
-            total += self.kd_weight * terms["hard"]
-        elif stage.kd:
-            teacher_logits = x[TEACHER_LOGITS] if cached else _float32(teacher_out.logits)
-            if self.regression:
-                terms["soft"] = losses.regression_mse(teacher_logits, logits, reduction="none")
-            else:
-                terms["soft"] = losses.soft_label_ce(teacher_logits, logits, self.temperature,
-                                                     reduction="none")
-            terms["hard"] = self._hard(y, logits)
-            total += self.kd_weight * (terms["soft"] + self.hard_label_weight * terms["hard"])
-        for p in stage.pairs:
-            s, t = self.mapping[p]
-            attention = losses.attention_kl(_float32(teacher_out.attentions[t - 1]),
-                                            _float32(student_out.attentions[s - 1]),
-                                            x["attention_mask"], reduction="none")
-            student_cls = student_out.hidden_states[s][:, 0]
-            if self.projections:
-                student_cls = self.projections[p](student_cls)
-            cosine = losses.cls_cosine_loss(_float32(teacher_out.hidden_states[t][:, 0]),
-                                            _float32(student_cls), reduction="none")
-            terms[self.attention_names[p]] = attention
-            terms[self.cosine_names[p]] = cosine
-            total += self.pair_weights[p] * (self.attention_weight * attention
-                                             + self.cosine_weight * cosine)
-        return total, terms, logits
+        needs = self.requirements(x, active)
+        student = self.student.forward(
+            x, training=training, num_layers=needs.student_layers,
+            with_logits=needs.student_logits, output_attentions=needs.attentions,
+            cls_only_last=needs.student_cls_only)
+        batch = dict(x, labels=y)
+        values, total = {}, 0.0
+        # Under a mixed precision policy the models compute in float16 / bfloat16; every
+        # loss is taken in float32 (the terms cast their inputs).
+        for term in active:
+            projection = self.projections.get(term.pair[0]) if term.pair else None
+            values[term.name] = ops.cast(term(teacher, student, batch, projection), "float32")
+            total = total + term.weight * values[term.name]
+        logits = None if student.logits is None else ops.cast(student.logits, "float32")
+        return total, values, logits
 
-    def _hard(self, y, logits):
-        if self.regression:
-            return losses.regression_mse(y, logits, reduction="none")
-        return losses.hard_label_ce(y, logits, reduction="none")
-
-    def _update_metrics(self, total, terms, y, logits) -> Dict[str, tf.Tensor]:
+    def _update_metrics(self, total, values, y, logits) -> Dict:
         self.trackers["loss"].update_state(total)
-        for name, value in terms.items():
+        for name, value in values.items():
             self.trackers[name].update_state(value)
-        shown = ["loss"] + list(terms)
-        results = {name: self.trackers[name].result() for name in shown}
-        if self.accuracy_tracker is not None and logits is not None:
-            self.accuracy_tracker.update_state(y, logits)
-            results["accuracy"] = self.accuracy_tracker.result()
+        results = {name: self.trackers[name].result() for name in ["loss", *values]}
+        if self.accuracy is not None and logits is not None:
+            self.accuracy.update_state(y, logits)
+            results["accuracy"] = self.accuracy.result()
         return results
 
     def train_step(self, data):
-        x, y = data
-        variables = self.trainable_student_variables
-        with tf.GradientTape() as tape, dropout_seeded_by(self.student,
-                                                          self.optimizer.iterations):
-            total, terms, logits = self.compute_terms(x, y, self.stage, training=True)
-            # Scaled for the global batch: N replicas make the same update as one.
-            loss = tf.nn.compute_average_loss(total)
-            scaled = isinstance(self.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
-            if scaled:  # float16: scale the loss up so small gradients do not vanish
-                loss = self.optimizer.get_scaled_loss(loss)
-        gradients = tape.gradient(loss, variables)
-        if scaled:
-            gradients = self.optimizer.get_unscaled_gradients(gradients)
-        updates = [(g, v) for g, v in zip(gradients, variables) if g is not None]
-        self.optimizer.apply_gradients(updates)
-        results = self._update_metrics(total, terms, y, logits)
-        results["stage"] = tf.cast(self.stage_index, tf.float32) + 1.0
-        return results
+        import tensorflow as tf
 
-    def evaluation_stage(self) -> Stage:
-        """Every term at once, for dev curves of each layer in every stage."""
-        if self.teacher is None:
-            return Stage("eval", (), False, True, 1)
-        return Stage("eval", tuple(range(len(self.mapping))), True, False, 1)
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        active = self.terms
+        teacher = self.teacher_outputs(x, active)  # outside the tape: the teacher is frozen
+        variables = self.stage_variables(active)
+        with tf.GradientTape() as tape:
+            total, values, logits = self.compute_terms(x, y, active, teacher, training=True)
+            loss = _global_mean(total)
+            # float16: the loss scaled up so small gradients do not vanish (a no-op for
+            # other optimizers); apply() unscales.
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, variables)
+        pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+        results = self._update_metrics(total, values, y, logits)
+        results["stage"] = ops.cast(self.stage_index, "float32") + 1.0
+        return _step_outputs(results)
 
     def test_step(self, data):
-        x, y = data
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = {k: v for k, v in x.items() if k != TEACHER_LOGITS}
-        total, terms, logits = self.compute_terms(x, y, self.evaluation_stage(), training=False)
-        return self._update_metrics(total, terms, y, logits)
+        active = self.evaluation_terms
+        total, values, logits = self.compute_terms(x, y, active, self.teacher_outputs(x, active),
+                                                   training=False)
+        return _step_outputs(self._update_metrics(total, values, y, logits))
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return ops.cast(self.student(x, training=False), "float32")
+
+
+def for_schedule(student: EncoderClassifier, teacher: Optional[EncoderClassifier],
+                 mapping: Sequence[Tuple[int, int]], schedule: Sequence[schedules.Stage],
+                 internal: Sequence[str] = terms_lib.DEFAULT_LAYER_TERMS,
+                 internal_weights: Optional[Dict[str, float]] = None,
+                 hard_label_weight: float = 0.1, temperature: float = 1.0,
+                 regression: bool = False, cached_teacher_logits: bool = False,
+                 freeze_lower_layers: bool = False) -> Distiller:
+    """A Distiller following a schedule (schedules.build_schedule).
+
+    Args:
+        student, teacher: the models (teacher None for fine-tuning).
+        mapping: [(student layer, teacher layer)], 1-based.
+        schedule: the stages.
+        internal: per-pair term names (--internal_losses).
+        internal_weights: term name -> weight (--attention_weight, --cosine_weight ...).
+        hard_label_weight: lambda.
+        temperature: soft-label temperature.
+        regression: squared errors for the label terms.
+        cached_teacher_logits: training batches carry the teacher's logits.
+        freeze_lower_layers: see Distiller.
+    """
+    options = dict(internal=internal, internal_weights=internal_weights,
+                   hard_label_weight=hard_label_weight, temperature=temperature,
+                   regression=regression)
+    stages = [stage_terms(stage, mapping, **options) for stage in schedule]
+    return Distiller(student, teacher, stages, cached_teacher_logits=cached_teacher_logits,
+                     evaluation_terms=evaluation_terms(mapping, teacher is not None, **options),
+                     freeze_lower_layers=freeze_lower_layers, schedule=schedule,
+                     mapping=mapping)

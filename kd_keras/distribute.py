@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-import kd_keras  # noqa: F401
 import tensorflow as tf
 
 from kd_keras.config import STRATEGIES

@@ -19,11 +19,9 @@ import shutil
 import tempfile
 from typing import List, Optional, Sequence
 
-import kd_keras  # noqa: F401
 import tensorflow as tf
 
 from kd_keras import files
-from kd_keras.models import BertAdapter
 
 
 class ExportError(ValueError):
@@ -33,15 +31,14 @@ class ExportError(ValueError):
 class _StudentModule(tf.Module):
     """What the SavedModel holds: the student, its vocab and label names."""
 
-    def __init__(self, student: BertAdapter, vocab_path: str, labels_path: str,
+    def __init__(self, student, vocab_path: str, labels_path: str,
                  label_names: Sequence[str], max_seq_length: int, lower_case: bool,
                  pair: bool):
         super().__init__()
         import tensorflow_text as tf_text
 
-        # The Keras model holding the weights: a BertAdapter's HF model, or the Keras 3
-        # EncoderClassifier itself.
-        self.model = student.model if isinstance(student, BertAdapter) else student
+        # A Keras 3 model inside a tf.Module: tf.saved_model.save tracks its variables.
+        self.model = student
         self.vocab_asset = tf.saved_model.Asset(vocab_path)
         self.labels_asset = tf.saved_model.Asset(labels_path)
         self.label_names = tf.constant(list(label_names))
@@ -64,7 +61,7 @@ class _StudentModule(tf.Module):
     def _outputs(self, input_ids, attention_mask, token_type_ids):
         outputs = self.model({"input_ids": input_ids, "attention_mask": attention_mask,
                               "token_type_ids": token_type_ids}, training=False)
-        logits = getattr(outputs, "logits", outputs)  # HF returns an output object
+        logits = tf.cast(outputs, tf.float32)  # float16 / bfloat16 under mixed precision
         probabilities = logits if self.regression else tf.nn.softmax(logits, axis=-1)
         return {"logits": logits, "probabilities": probabilities}
 
@@ -112,8 +109,7 @@ def export_student(student, vocab: Sequence[str], label_names: Sequence[str],
     """Writes the student as <export_dir>/<version>/, atomically.
 
     Args:
-        student: the trained student: a models.BertAdapter or a Keras 3
-            encoders.EncoderClassifier.
+        student: the trained student, an encoders.EncoderClassifier.
         vocab: WordPiece tokens in id order.
         label_names: class names in index order (["score"] for regression).
         export_dir: the model's base folder for TF Serving.

@@ -13,12 +13,15 @@ import os
 import shutil
 import sys
 
-import kd_keras  # noqa: F401  (before TensorFlow: selects Keras 2)
-from absl import app, flags
+# The command line's own process: hide TensorFlow's INFO chatter (oneDNN, CUDA probing)
+# before TensorFlow loads; warnings and errors still show.  The library sets nothing.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
-from kd_keras import config as config_lib
-from kd_keras.flags import define_flags
-from kd_keras.tasks import OWN_DATA_TASK
+from absl import app, flags  # noqa: E402
+
+from kd_keras import config as config_lib  # noqa: E402
+from kd_keras.flags import define_flags  # noqa: E402
+from kd_keras.tasks import OWN_DATA_TASK  # noqa: E402
 
 define_flags()
 FLAGS = flags.FLAGS
@@ -99,6 +102,10 @@ def main(argv) -> None:
     from kd_keras.pipeline import TrainingDiverged
 
     logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the progress output
+    if os.environ.get("KD_KERAS_TRACEBACK") == "1":
+        import keras
+
+        keras.config.disable_traceback_filtering()
     user_errors = (DataError, ModelError, ExportError, TrainingDiverged, ValueError)
     try:
         config = config_from_flags()
@@ -118,7 +125,12 @@ def main(argv) -> None:
 
 
 def _fail(error: Exception) -> None:
-    """One line on stderr and exit code 2: the user can fix this."""
+    """One line on stderr and exit code 2: the user can fix this.  With
+    KD_KERAS_TRACEBACK=1 the traceback is printed before it (for reports of a bug)."""
+    if os.environ.get("KD_KERAS_TRACEBACK") == "1":
+        import traceback
+
+        traceback.print_exception(error)
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
 

@@ -26,16 +26,16 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
-import kd_keras  # noqa: F401
+import keras
 import numpy as np
 import tensorflow as tf
-import tf_keras
 
 from kd_keras import callbacks, data, distiller, distribute, export, files, models, predictions
 from kd_keras import run_identity, schedules, tasks, tokenization
 from kd_keras import config as config_lib
 from kd_keras import metrics as glue_metrics
 from kd_keras.config import TINY_TEACHER, RunConfig
+from kd_keras.encoders import EncoderClassifier
 from kd_keras.tasks import TaskSpec, get_task
 
 
@@ -172,52 +172,61 @@ def remove_backup(backup_root: str, run_name: str, strategy) -> None:
 def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning_rate: float,
          run_name: str, extra_callbacks: List, strategy, output_dir: str,
          extra_features: Optional[Dict[str, np.ndarray]] = None) -> Dict:
-    """Compiles and fits a Distiller over its whole schedule, with backups and TensorBoard.
+    """Compiles a Distiller and trains it over its whole schedule, one ``fit`` per epoch,
+    with backups and TensorBoard.
 
     A backup in model_dir/backup/<run_name> from an interrupted run is resumed: weights,
-    optimizer, stage, callback bookkeeping and the input position all continue.
+    optimizer, dropout states, stage, callback bookkeeping and the input position all
+    continue.  Each epoch is its own ``fit`` call (a resumed epoch runs only its remaining
+    batches), and the step is retraced between two when the stage changed.
     ``output_dir`` is the model folder the callbacks write; it is removed if the loss
     diverges (TrainingDiverged).
     """
     cfg = config.data
-    epochs = schedules.max_epochs(model.stages)
+    epochs = schedules.max_epochs(model.schedule)
     steps_per_epoch = data.batches_per_epoch(task.train.lengths, cfg.batch_size)
     with strategy.scope():
         model.compile(optimizer=distiller.make_optimizer(
             learning_rate, epochs * steps_per_epoch, config.train.warmup_proportion,
-            config.train.weight_decay), jit_compile=config.train.xla)
+            config.train.weight_decay,
+            model.stage_start if config.distill.stage_warmup else None),
+            jit_compile=config.train.xla)
         model.build_optimizer()
     backup_root = config.train.backup_dir or _path(config, "backup")
     backup_dir = os.path.join(backup_root, run_name)
-    start_epoch, start_batch = callbacks.backup_position(backup_dir, steps_per_epoch)
-    if (start_epoch, start_batch) != (0, 0):
-        print(f"Resuming {run_name} from its backup at epoch {start_epoch + 1}, "
-              f"batch {start_batch + 1}.")
-    train_ds = data.make_dataset(task.train, cfg.batch_size, training=True,
-                                 seed=config.train.seed, extra=extra_features, epochs=epochs,
-                                 start_epoch=start_epoch, start_batch=start_batch)
+    backup = callbacks.TrainingBackup(backup_dir, steps_per_epoch, config.train.checkpoint_steps,
+                                      writes=distribute.is_chief(strategy))
+    backup.set_model(model)
+    backup.restore()  # before the other callbacks read the stage and the bookkeeping
+    epoch, batch = callbacks.backup_position(backup_dir, steps_per_epoch)
+    if (epoch, batch) != (0, 0):
+        print(f"Resuming {run_name} from its backup at epoch {epoch + 1}, batch {batch + 1}.")
     dev_ds = data.make_dataset(task.dev, cfg.eval_batch_size, training=False)
-    backup = callbacks.TrainingBackup(backup_dir, steps_per_epoch, config.train.checkpoint_steps)
     controller = callbacks.StageController(config.distill.cos_threshold)
     nan_guard = callbacks.StopOnNaN()
-    tensorboard = tf_keras.callbacks.TensorBoard(_path(config, "logs", run_name),
-                                                 update_freq="epoch", profile_batch=0)
-    # Order matters: the backup restores the stage and bookkeeping before the others read
-    # them, and its epoch-end save comes last, after they have updated them.
+    tensorboard = callbacks.TensorBoard(_path(config, "logs", run_name), update_freq="epoch")
+    # Order matters: the epoch-end backup comes after the callbacks that update the stage
+    # and the bookkeeping.
     callback_list = ([backup, nan_guard, controller] + extra_callbacks
                      + [tensorboard, backup.closing_callback()])
-    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                        validation_data=dev_ds, callbacks=callback_list, verbose=_verbose())
+
+    def epoch_data(first_epoch: int, first_batch: int):
+        return data.make_dataset(task.train, cfg.batch_size, training=True,
+                                 seed=config.train.seed, extra=extra_features,
+                                 epochs=first_epoch + 1, start_epoch=first_epoch,
+                                 start_batch=first_batch)
+
+    history = model.fit_schedule(epoch_data, steps_per_epoch, callback_list, dev_ds,
+                                 start_epoch=epoch, start_batch=batch, verbose=_verbose())
     remove_backup(backup_root, run_name, strategy)
     if nan_guard.failed_at is not None:
         shutil.rmtree(output_dir, ignore_errors=True)
-        epoch, batch = nan_guard.failed_at
+        failed_epoch, failed_batch = nan_guard.failed_at
         raise TrainingDiverged(
-            f"the {run_name} loss became NaN or infinite at epoch {epoch}, batch {batch}; "
-            f"lower --{'teacher_' if run_name == 'teacher' else ''}learning_rate (now "
-            f"{learning_rate:g}) or the loss weights, and run again.")
-    return {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-            "stages": controller.history}
+            f"the {run_name} loss became NaN or infinite at epoch {failed_epoch}, batch "
+            f"{failed_batch}; lower --{'teacher_' if run_name == 'teacher' else ''}"
+            f"learning_rate (now {learning_rate:g}) or the loss weights, and run again.")
+    return {"history": history, "stages": controller.history}
 
 
 def teacher_is_finetuned(config: RunConfig) -> bool:
@@ -229,7 +238,7 @@ def teacher_is_finetuned(config: RunConfig) -> bool:
         return json.load(handle).get("task") == config.data.task
 
 
-def load_teacher(config: RunConfig, task: TaskData) -> models.BertAdapter:
+def load_teacher(config: RunConfig, task: TaskData) -> EncoderClassifier:
     """The fine-tuned teacher from model_dir, or --teacher as given."""
     cache, spec = cache_dir(config), task.spec
     if teacher_is_finetuned(config):
@@ -244,19 +253,20 @@ def load_teacher(config: RunConfig, task: TaskData) -> models.BertAdapter:
     return models.load_pretrained(config.model.teacher, spec.num_labels, cache)
 
 
-def train_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAdapter:
+def train_teacher(config: RunConfig, task: TaskData, strategy) -> EncoderClassifier:
     """Fine-tunes the teacher on the task and saves it to model_dir/teacher."""
     with strategy.scope():
         teacher = load_teacher(config, task)
         stages = schedules.build_schedule("finetune", 1, config.train.teacher_epochs, 1)
-        model = distiller.Distiller(teacher, None, [], stages,
-                                    regression=task.spec.is_regression, seed=config.train.seed)
+        model = distiller.for_schedule(teacher, None, [], stages,
+                                       regression=task.spec.is_regression)
     print(f"Fine-tuning the teacher ({teacher.num_layers} layers, "
-          f"{teacher.count_params():,} parameters) for {config.train.teacher_epochs} epochs.")
+          f"{models.count_params(teacher):,} parameters) for {config.train.teacher_epochs} "
+          "epochs.")
     best_dir = _path(config, "teacher")
 
     def save_best(record):
-        models.save_model(teacher, task.tokenizer, best_dir)
+        models.save_model(teacher, task.tokenizer, best_dir, task.spec.labels)
 
     dev_ds = data.make_dataset(task.dev, config.data.eval_batch_size, training=False)
     evaluator = callbacks.DevEvaluator(dev_ds, task.dev.labels, task.spec.metrics,
@@ -272,7 +282,7 @@ def train_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAda
         return models.load_pretrained(best_dir, task.spec.num_labels, cache_dir(config))
 
 
-def ensure_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAdapter:
+def ensure_teacher(config: RunConfig, task: TaskData, strategy) -> EncoderClassifier:
     """The fine-tuned teacher: cached in model_dir, given as fine-tuned, or trained now."""
     if teacher_is_finetuned(config) or config.model.teacher_finetuned:
         with strategy.scope():
@@ -283,7 +293,7 @@ def ensure_teacher(config: RunConfig, task: TaskData, strategy) -> models.BertAd
 # --------------------------------------------------------------------------- distil
 
 
-def build_student(config: RunConfig, teacher: models.BertAdapter, tokenizer):
+def build_student(config: RunConfig, teacher: EncoderClassifier, tokenizer):
     """The student (cut from the teacher, or --student checked against it) and the
     layer mapping [(student_layer, teacher_layer)]."""
     m = config.model
@@ -298,27 +308,30 @@ def build_student(config: RunConfig, teacher: models.BertAdapter, tokenizer):
     return student, mapping
 
 
-def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
-            strategy) -> Tuple[models.BertAdapter, Dict]:
+def distill(config: RunConfig, task: TaskData, teacher: EncoderClassifier,
+            strategy) -> Tuple[EncoderClassifier, Dict]:
     """Distils the teacher into a new student; saves the best one to model_dir/student."""
     d = config.distill
     with strategy.scope():
         student, mapping = build_student(config, teacher, task.tokenizer)
         stages = schedules.build_schedule(d.schedule, len(mapping), d.epochs,
                                           d.epochs_per_stage, d.kd_every_stage)
-        model = distiller.Distiller(
+        model = distiller.for_schedule(
             student, None if d.schedule == "finetune" else teacher, mapping, stages,
-            regression=task.spec.is_regression, hard_label_weight=d.hard_label_weight,
-            temperature=d.temperature, attention_weight=d.attention_weight,
-            cosine_weight=d.cosine_weight, seed=config.train.seed,
+            internal=d.internal_losses,
+            internal_weights={"attention_kl": d.attention_weight,
+                              "cls_cosine": d.cosine_weight},
+            hard_label_weight=d.hard_label_weight, temperature=d.temperature,
+            regression=task.spec.is_regression,
             cached_teacher_logits=(d.schedule != "finetune" and d.cache_teacher_logits
-                                   and any(s.kd for s in stages)))
+                                   and any(s.kd for s in stages)),
+            freeze_lower_layers=d.freeze_lower_layers)
     print(f"Distilling {teacher.num_layers} -> {student.num_layers} layers with schedule "
           f"'{d.schedule}', layer pairs (student, teacher): {mapping}.")
     student_dir = _path(config, "student")
 
     def save_best(record):
-        models.save_model(student, task.tokenizer, student_dir)
+        models.save_model(student, task.tokenizer, student_dir, task.spec.labels)
 
     dev_ds = data.make_dataset(task.dev, config.data.eval_batch_size, training=False)
     evaluator = callbacks.DevEvaluator(dev_ds, task.dev.labels, task.spec.metrics,
@@ -347,7 +360,7 @@ def distill(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
     return best, fit_info
 
 
-def cached_teacher_logits(teacher: models.BertAdapter, features: data.Features,
+def cached_teacher_logits(teacher: EncoderClassifier, features: data.Features,
                           batch_size: int, folder: str) -> np.ndarray:
     """The frozen teacher's logits on ``features``, computed once per teacher and data.
 
@@ -359,13 +372,13 @@ def cached_teacher_logits(teacher: models.BertAdapter, features: data.Features,
         float32 [num_examples, num_labels] in example order.
     """
     digest = hashlib.sha1()
-    for weight in teacher.model.weights:
-        digest.update(weight.name.encode())
-        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    for weight in teacher.weights:  # in build order; names would carry Keras' counters
+        digest.update(str(tuple(weight.shape)).encode())
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
     for name in sorted(features.flat):
         digest.update(np.ascontiguousarray(features.flat[name]).tobytes())
     digest.update(np.ascontiguousarray(features.lengths).tobytes())
-    digest.update(f"{batch_size}/{tf_keras.mixed_precision.global_policy().name}".encode())
+    digest.update(f"{batch_size}/{keras.config.dtype_policy().name}".encode())
     path = os.path.join(folder, f"teacher_logits_{digest.hexdigest()[:20]}.npy")
     if os.path.exists(path):
         print(f"Reusing the teacher's logits on {len(features)} training examples from "
@@ -382,22 +395,22 @@ def cached_teacher_logits(teacher: models.BertAdapter, features: data.Features,
 # --------------------------------------------------------------------------- evaluate
 
 
-def _logits_function(adapter: models.BertAdapter):
+def _logits_function(model: EncoderClassifier):
     """A traced forward: features, each int [batch, seq] -> float32 logits [batch, labels]."""
     spec = {name: tf.TensorSpec([None, None], tf.int32) for name in data.FEATURE_NAMES}
-    return tf.function(lambda x: tf.cast(adapter.logits(x, training=False), tf.float32),
+    return tf.function(lambda x: tf.cast(model(x, training=False), tf.float32),
                        input_signature=[spec])
 
 
-def predict_logits(adapter: models.BertAdapter, features: data.Features,
+def predict_logits(model: EncoderClassifier, features: data.Features,
                    batch_size: int) -> np.ndarray:
     """Logits float32 [n, labels] in example order."""
     dataset = data.make_dataset(features, batch_size, training=False)
-    forward = _logits_function(adapter)
+    forward = _logits_function(model)
     return np.concatenate([forward(x).numpy() for x, _ in dataset])
 
 
-def logits_and_speeds(adapters: Dict[str, models.BertAdapter], features: data.Features,
+def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.Features,
                       batch_size: int, min_rounds: int = 3, min_seconds: float = 1.0
                       ) -> Tuple[Dict[str, np.ndarray], Dict[str, float]]:
     """Each model's logits on ``features`` and its examples per second, timed side by side.
@@ -410,7 +423,7 @@ def logits_and_speeds(adapters: Dict[str, models.BertAdapter], features: data.Fe
     another process spoils a round, not the comparison.
     """
     dataset = data.make_dataset(features, batch_size, training=False)
-    forwards = {name: _logits_function(adapter) for name, adapter in adapters.items()}
+    forwards = {name: _logits_function(classifier) for name, classifier in classifiers.items()}
     logits = {name: np.concatenate([forward(x).numpy() for x, _ in dataset])
               for name, forward in forwards.items()}
     passes = {name: [] for name in forwards}
@@ -434,12 +447,13 @@ def attention_kl_per_layer(teacher, student, mapping, task: TaskData,
     if teacher.num_heads != student.num_heads:
         return None
     stages = schedules.build_schedule("all", len(mapping), 1, 1)
-    probe = distiller.Distiller(student, teacher, mapping, stages,
-                                regression=task.spec.is_regression)
+    probe = distiller.for_schedule(student, teacher, mapping, stages,
+                                   internal=["attention_kl"],
+                                   regression=task.spec.is_regression)
     probe.compile()
     values = probe.evaluate(data.make_dataset(task.dev, batch_size, training=False),
                             return_dict=True, verbose=0)
-    return {name: float(values[name]) for name in probe.attention_names}
+    return {name: float(values[name]) for name in sorted(values) if name.startswith("att_kl_")}
 
 
 def majority_class(task: TaskData) -> Optional[Dict]:
@@ -456,8 +470,8 @@ def majority_class(task: TaskData) -> Optional[Dict]:
             "dev": glue_metrics.compute(spec.metrics, task.dev.labels, constant)}
 
 
-def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
-             student: models.BertAdapter) -> Dict:
+def evaluate(config: RunConfig, task: TaskData, teacher: EncoderClassifier,
+             student: EncoderClassifier) -> Dict:
     """Dev metrics, parameter counts, speed and attention KL of teacher and student, the
     majority-class baseline, and the metrics on any extra evaluation split."""
     spec, batch = task.spec, config.data.eval_batch_size
@@ -466,13 +480,14 @@ def evaluate(config: RunConfig, task: TaskData, teacher: models.BertAdapter,
     dev_logits, speeds = logits_and_speeds(models_by_name, task.dev, batch)
     saved = {"labels": task.dev.labels, "teacher_logits": dev_logits["teacher"],
              "student_logits": dev_logits["student"]}
-    for name, adapter in models_by_name.items():
+    for name, classifier in models_by_name.items():
         report[name] = {"dev": glue_metrics.compute(spec.metrics, task.dev.labels,
                                                     dev_logits[name], spec.is_regression),
-                        "parameters": adapter.count_params(), "layers": adapter.num_layers,
+                        "parameters": models.count_params(classifier),
+                        "layers": classifier.num_layers,
                         "examples_per_second": speeds[name]}
         for split, features in task.extra_dev.items():
-            logits = predict_logits(adapter, features, batch)
+            logits = predict_logits(classifier, features, batch)
             report[name][split] = glue_metrics.compute(spec.metrics, features.labels, logits,
                                                        spec.is_regression)
             saved[f"{split}_{name}_logits"] = logits
@@ -533,7 +548,7 @@ def export_dir(config: RunConfig) -> str:
     return config.train.export_dir or _path(config, "export")
 
 
-def export_student_model(config: RunConfig, spec: TaskSpec, student: models.BertAdapter,
+def export_student_model(config: RunConfig, spec: TaskSpec, student: EncoderClassifier,
                          tokenizer, version: Optional[int] = None) -> str:
     """Exports the student SavedModel; returns the version folder."""
     labels = list(spec.labels) if spec.labels else ["score"]
@@ -564,10 +579,10 @@ def run(config: RunConfig) -> int:
             user can fix; the message says how.
     """
     strategy = strategy_for(config)  # first: multi-worker needs a fresh context
-    tf_keras.utils.set_random_seed(config.train.seed)
-    if config.train.mixed_precision != "none":
-        # Before any model is built: layers take the global policy when created.
-        tf_keras.mixed_precision.set_global_policy(config.train.mixed_precision)
+    keras.utils.set_random_seed(config.train.seed)
+    # Before any model is built: layers take the global policy when created.
+    keras.mixed_precision.set_global_policy(
+        "float32" if config.train.mixed_precision == "none" else config.train.mixed_precision)
     shared_dir = config.train.model_dir
     config = dataclasses.replace(config, train=dataclasses.replace(
         config.train, model_dir=distribute.worker_folder(shared_dir, strategy),
@@ -624,7 +639,7 @@ def run(config: RunConfig) -> int:
     return 0
 
 
-def _load_student(config: RunConfig, spec: TaskSpec) -> models.BertAdapter:
+def _load_student(config: RunConfig, spec: TaskSpec) -> EncoderClassifier:
     """The best student that model_dir holds."""
     folder = os.path.join(config.train.model_dir, "student")
     if not os.path.isdir(folder):

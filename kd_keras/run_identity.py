@@ -63,6 +63,9 @@ def describe(config: config_lib.RunConfig, tokenizer_digest: Optional[str] = Non
             "hidden_size": m.student_hidden_size, "init": m.student_init,
             "layer_map": list(m.layer_map) if m.layer_map else None}
         identity["schedule"] = config.distill.schedule
+        identity["method"] = {"internal_losses": list(config.distill.internal_losses),
+                              "freeze_lower_layers": config.distill.freeze_lower_layers,
+                              "stage_warmup": config.distill.stage_warmup}
     if tokenizer_digest is not None:
         identity["tokenizer"] = tokenizer_digest
     if labels is not None:

@@ -27,10 +27,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import kd_keras  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import tf_keras  # noqa: E402
 
 from kd_keras import distiller, export, losses, models, schedules  # noqa: E402
 
@@ -70,8 +69,8 @@ def build_pair(size: dict):
 
 def distiller_for(teacher, student, mapping, schedule: str, args) -> distiller.Distiller:
     stages = schedules.build_schedule(schedule, len(mapping), 1, 1)
-    model = distiller.Distiller(student, None if schedule == "finetune" else teacher,
-                                mapping, stages)
+    model = distiller.for_schedule(student, None if schedule == "finetune" else teacher,
+                                   mapping, stages)
     model.compile(optimizer=distiller.make_optimizer(1e-5, 10_000, 0.0, 0.01),
                   jit_compile=args.xla)
     model.build_optimizer()
@@ -93,7 +92,8 @@ def stage_step(model: distiller.Distiller, index: int, x, y):
     """A callable running one train step of stage ``index``, as fit runs it: the
     compiled train function on the next batch of a dataset iterator."""
     model.set_stage(index)
-    train_function = model.make_train_function(force=True)
+    model.make_train_function(force=True)
+    train_function = model.train_function
     batches = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
 
     def step():
@@ -110,11 +110,9 @@ def naive_step(teacher, student, mapping, x, y):
 
     @tf.function
     def step():
-        t = teacher.model(x, output_attentions=True, output_hidden_states=True,
-                          training=False)
+        t = teacher.forward(x, training=False)
         with tf.GradientTape() as tape:
-            s = student.model(x, output_attentions=True, output_hidden_states=True,
-                              training=True)
+            s = student.forward(x, training=True)
             loss = losses.soft_label_ce(t.logits, s.logits, 1.0) + 0.1 * \
                 losses.hard_label_ce(y, s.logits)
             for s_layer, t_layer in mapping:
@@ -122,18 +120,18 @@ def naive_step(teacher, student, mapping, x, y):
                                             s.attentions[s_layer - 1], x["attention_mask"])
                 loss += losses.cls_cosine_loss(t.hidden_states[t_layer][:, 0],
                                                s.hidden_states[s_layer][:, 0])
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
     return step
 
 
-def serving_call(adapter, size: dict, folder: str, batch: int):
-    """Exports ``adapter`` like the student export and returns a timed serving call."""
+def serving_call(model, size: dict, folder: str, batch: int):
+    """Exports ``model`` like the student export and returns a timed serving call."""
     import tensorflow_text  # noqa: F401  (the export's raw-text signature needs its ops)
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
         f"w{i}" for i in range(size["vocab"] - 5)]
-    path = export.export_student(adapter, vocab, ["a", "b"], folder, size["seq"], True)
+    path = export.export_student(model, vocab, ["a", "b"], folder, size["seq"], True)
     serve = tf.saved_model.load(path).signatures["serving_default"]
     x, _ = make_inputs(size, batch, seed=3)
     return lambda: serve(**x)["logits"].numpy()
@@ -152,7 +150,7 @@ def run_timings(args, size: dict) -> dict:
         print(f"{name:<34} {seconds * 1000:10.1f} ms  {examples / seconds:9.1f} ex/s",
               flush=True)
 
-    forward = tf.function(lambda: teacher.logits(x, training=False))
+    forward = tf.function(lambda: teacher(x, training=False))
     record("teacher_forward", lambda: forward().numpy())
     plain = distiller_for(teacher, student, mapping, "finetune", args)
     record("student_train_step", stage_step(plain, 0, x, y))
@@ -166,13 +164,13 @@ def run_timings(args, size: dict) -> dict:
     for k in range(n):
         record(f"distill_sid_stage_{k + 1}", stage_step(sid, k, x, y))
     record("distill_sid_classifier", stage_step(sid, n, x, y))
-    cached_x = dict(x, teacher_logits=teacher.logits(x))
+    cached_x = dict(x, teacher_logits=teacher(x))
     record("distill_sid_classifier_cached", stage_step(sid, n, cached_x, y))
     with tempfile.TemporaryDirectory() as folder:
         for batch in (1, 32):
-            for who, adapter in (("teacher", teacher), ("student", student)):
+            for who, model in (("teacher", teacher), ("student", student)):
                 record(f"serving_{who}_batch_{batch}",
-                       serving_call(adapter, size, os.path.join(folder, f"{who}{batch}"),
+                       serving_call(model, size, os.path.join(folder, f"{who}{batch}"),
                                     batch), examples=batch)
     return results
 
@@ -185,7 +183,7 @@ def ratios(t: dict, n: int) -> dict:
             s["distill_all"] / (s["teacher_forward"] + s["student_train_step"]),
         "naive_distill_step / distill_all": s["naive_distill_step"] / s["distill_all"],
         "mean sid internal stage / distill_all": sid_internal / s["distill_all"],
-        f"pid stage 1 / distill_all": s["distill_pid_stage_1"] / s["distill_all"],
+        "pid stage 1 / distill_all": s["distill_pid_stage_1"] / s["distill_all"],
         "sid classifier cached / student_train_step":
             s["distill_sid_classifier_cached"] / s["student_train_step"],
         "sid classifier uncached / student_train_step":
@@ -369,8 +367,8 @@ def main() -> int:
         print(f"Wrote {write_markdown()}")
         return 0
     if args.mixed_precision != "none":
-        tf_keras.mixed_precision.set_global_policy(args.mixed_precision)
-    tf_keras.utils.set_random_seed(0)
+        keras.mixed_precision.set_global_policy(args.mixed_precision)
+    keras.utils.set_random_seed(0)
     size = SIZES[args.size]
     if args.only_all:
         print(json.dumps(run_all_step(args, size)))

@@ -2,7 +2,6 @@
 
 import os
 
-import kd_keras  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,22 +17,6 @@ def tokenizer(tmp_path_factory):
     path = os.path.join(folder, "vocab.txt")
     data.write_vocab(path, data.synthetic_vocab())
     return models.load_tokenizer(path, str(folder))
-
-
-def pytorch_state(tf_model):
-    """A Hugging Face TF model's weights under PyTorch names and layout (what
-    model.safetensors holds on the hub), converted by transformers' own name rules."""
-    from transformers.modeling_tf_pytorch_utils import (
-        TransposeType, convert_tf_weight_name_to_pt_weight_name)
-
-    state = {}
-    for weight in tf_model.weights:
-        name, transpose = convert_tf_weight_name_to_pt_weight_name(
-            weight.name, start_prefix_to_remove=weight.name.split("/")[0] + "/",
-            tf_weight_shape=weight.shape)
-        value = weight.numpy()
-        state[name] = np.ascontiguousarray(value.T if transpose != TransposeType.NO else value)
-    return state
 
 
 def tiny_teacher(num_layers=4, num_labels=2, seed=1, dropout=0.1, **overrides):

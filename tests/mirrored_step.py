@@ -1,12 +1,10 @@
-"""Helper for test_distribute.py, run in its own process: TensorFlow must split the CPU
-into two logical devices before it initialises.
+"""Helper for test_distribute.py, run in its own process (TensorFlow must split the CPU
+into two logical devices before it starts): one SGD step of the Keras 3 Distiller under
+MirroredStrategy (2 replicas) against one step without distribution, same global batch.
 
-Prints the largest difference between the student weights after one SGD step under
-MirroredStrategy (2 replicas) and after one step without distribution, on the same
-global batch, and the largest weight change of the step (to show it did something).
+Prints the largest student-weight difference and the largest update of the step.
 """
 
-import kd_keras  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
@@ -14,27 +12,29 @@ tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0],
     [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
-import tf_keras  # noqa: E402
+import keras  # noqa: E402
 
-from kd_keras import distribute, distiller, models, schedules  # noqa: E402
+from kd_keras import distiller, encoders, schedules  # noqa: E402
+from kd_keras.encoders import EncoderConfig  # noqa: E402
+
+TEACHER = EncoderConfig("bert", 97, 48, 4, 3, 60, max_positions=64, hidden_dropout=0.0,
+                        attention_dropout=0.0, classifier_dropout=0.0)
 
 
 def one_step(strategy, x, y):
     with strategy.scope():
-        config = models.bert_config(97, 2, num_layers=4, hidden_size=48, num_heads=3,
-                                    intermediate_size=60, dropout=0.0)
-        teacher = models.build_model(config, seed=11)
-        mapping = models.layer_mapping(4, 2)
-        student = models.derive_student(teacher, 2, mapping)
-        stages = schedules.build_schedule("all", 2, 1, 1)
-        model = distiller.Distiller(student, teacher, mapping, stages)
-        model.compile(optimizer=tf_keras.optimizers.SGD(0.5))
+        keras.utils.set_random_seed(11)
+        teacher = encoders.build(TEACHER)
+        student = encoders.build(TEACHER.replace(num_layers=2, hidden_size=36, num_heads=3,
+                                                 intermediate_size=40))
+        mapping = [(1, 2), (2, 4)]
+        stage = schedules.build_schedule("all", 2, 1, 1)[0]
+        model = distiller.Distiller(student, teacher, [distiller.stage_terms(stage, mapping)])
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
         model.build_optimizer()
     before = [v.numpy().copy() for v in model.trainable_student_variables]
-    dataset = tf.data.Dataset.from_tensors((x, y))  # one global batch of 8
-    model.fit(dataset, epochs=1, verbose=0)
-    after = [v.numpy() for v in model.trainable_student_variables]
-    return before, after
+    model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0)
+    return before, [v.numpy() for v in model.trainable_student_variables]
 
 
 rng = np.random.RandomState(0)
@@ -45,9 +45,8 @@ x = {"input_ids": ids * mask, "attention_mask": mask,
      "token_type_ids": np.zeros((8, 10), np.int32)}
 y = rng.randint(0, 2, size=8).astype(np.int32)
 
-mirrored = distribute.get_strategy("mirrored")
-assert mirrored.num_replicas_in_sync == 2, mirrored.num_replicas_in_sync
-start, single = one_step(distribute.get_strategy("default"), x, y)
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+start, single = one_step(tf.distribute.get_strategy(), x, y)
 _, multi = one_step(mirrored, x, y)
 diff = max(float(np.abs(a - b).max()) for a, b in zip(single, multi))
 moved = max(float(np.abs(a - b).max()) for a, b in zip(start, single))

@@ -1,161 +1,373 @@
-"""The Distiller: frozen teacher, loss terms per stage, staged compute, stage switching."""
+"""The Distiller (Keras 3, TensorFlow backend): its terms against direct full forward
+passes, what a step may change, stage switching through fit_schedule, the logit cache,
+2 mirrored replicas against 1, and exact restores."""
 
+import os
+
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-import tf_keras
 
 from conftest import make_batch, tiny_teacher
-from kd_keras import callbacks, data, distiller, losses, models, schedules
+from kd_keras import callbacks, data, distiller, encoders, losses, models, schedules, terms
+from kd_keras.encoders import EncoderConfig
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEACHER = EncoderConfig("bert", 97, 48, 4, 3, 60, max_positions=64)
+MAPPING = [(1, 2), (2, 4)]
 
 
-def make_distiller(teacher, schedule="sid", student_layers=2, epochs=1, **kwargs):
-    mapping = models.layer_mapping(teacher.num_layers, student_layers)
-    student = models.derive_student(teacher, student_layers, mapping,
-                                    **kwargs.pop("student_kwargs", {}))
-    stages = schedules.build_schedule(schedule, len(mapping), epochs, epochs,
-                                      kwargs.pop("kd_every_stage", False))
-    model = distiller.Distiller(student, None if schedule == "finetune" else teacher,
-                                mapping, stages, **kwargs)
-    model.compile(optimizer=tf_keras.optimizers.Adam(1e-3))
+def pair_of_models(student_hidden=48):
+    keras.utils.set_random_seed(3)
+    teacher = encoders.build(TEACHER)
+    student = encoders.build(TEACHER.replace(num_layers=2, hidden_size=student_hidden,
+                                             attention_dropout=0.0))
+    return teacher, student
+
+
+def batch(seed=0):
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(5, 97, size=(6, 9)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[4:, 6:] = 0
+    x = {"input_ids": ids * mask, "attention_mask": mask,
+         "token_type_ids": np.zeros_like(ids)}
+    return x, rng.randint(0, 2, size=6).astype(np.int32)
+
+
+def sid_stages():
+    return [distiller.stage_terms(stage, MAPPING)
+            for stage in schedules.build_schedule("sid", 2, 1, 1)]
+
+
+@pytest.mark.parametrize("student_hidden", [48, 36])
+def test_terms_equal_direct_computation_on_full_forward_passes(student_hidden):
+    teacher, student = pair_of_models(student_hidden)
+    model = distiller.Distiller(student, teacher, sid_stages())
+    x, y = batch()
+    t, s = teacher.forward(x), student.forward(x)  # everything, no shortcut
+    project = model.projections.get
+    stage_2 = model.stages[1]
+    total, values, logits = model.compute_terms(x, y, stage_2,
+                                                model.teacher_outputs(x, stage_2), False)
+    assert logits is None  # internal stage: no head
+    expected = {}
+    for s_layer, t_layer in MAPPING:
+        expected[f"att_kl_s{s_layer}_t{t_layer}"] = losses.attention_kl(
+            t.attentions[t_layer - 1], s.attentions[s_layer - 1], x["attention_mask"], "none")
+        cls = s.hidden_states[s_layer][:, 0]
+        if project(s_layer) is not None:
+            cls = project(s_layer)(cls)
+        expected[f"cos_s{s_layer}_t{t_layer}"] = losses.cls_cosine_loss(
+            t.hidden_states[t_layer][:, 0], cls, "none")
+    assert set(values) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(values[name]), np.asarray(value), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(total), sum(np.asarray(v) for v in expected.values()),
+                               atol=1e-5)
+    # The classifier stage with the teacher's logits cached in the batch: no teacher pass.
+    cached = distiller.Distiller(student, teacher, sid_stages(), cached_teacher_logits=True)
+    x_cached = dict(x, teacher_logits=np.asarray(t.logits))
+    last = cached.stages[-1]
+    assert cached.teacher_outputs(x_cached, last).hidden_states == []
+    total, values, _ = cached.compute_terms(x_cached, y, last,
+                                            cached.teacher_outputs(x_cached, last), False)
+    soft = losses.soft_label_ce(t.logits, s.logits, reduction="none")
+    hard = losses.hard_label_ce(y, s.logits, reduction="none")
+    np.testing.assert_allclose(np.asarray(total), np.asarray(soft + 0.1 * hard), atol=1e-5)
+
+
+def test_fit_trains_only_the_stage_and_never_the_teacher():
+    teacher, student = pair_of_models()
+    model = distiller.Distiller(student, teacher, sid_stages())
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.build_optimizer()
+    teacher_before = [w.numpy().copy() for w in teacher.weights]
+    student_before = {w.path: w.numpy().copy() for w in student.weights}
+    x, y = batch()
+    history = model.fit(x, y, batch_size=6, epochs=1, verbose=0).history
+    assert history["loss"][0] > 0 and "att_kl_s1_t2" in history and "soft" not in history
+    for before, after in zip(teacher_before, teacher.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    changed = {w.path for w in student.weights
+               if not np.array_equal(student_before[w.path], w.numpy())}
+    # Stage 1 trains the embeddings and layer 1 (layer_0) only.
+    assert {p.split("/")[0] for p in changed} == {"embeddings", "layer_0"}, changed
+    model.set_stage(2)
+    history = model.fit(x, y, batch_size=6, epochs=1, verbose=0).history
+    assert "soft" in history and "att_kl_s1_t2" not in history and history["stage"][0] == 3.0
+
+
+def test_stage_terms_follow_the_schedule():
+    stages = schedules.build_schedule("pid", 2, 1, 1)
+    names = [[t.name for t in distiller.stage_terms(stage, MAPPING)] for stage in stages]
+    assert names == [["att_kl_s1_t2", "cos_s1_t2"], ["att_kl_s2_t4", "cos_s2_t4"],
+                     ["soft", "hard"]]
+    finetune = schedules.build_schedule("finetune", 2, 1, 1)[0]
+    assert [type(t) for t in distiller.stage_terms(finetune, MAPPING)] == [terms.HardLabel]
+    tinybert = distiller.stage_terms(schedules.build_schedule("all", 2, 1, 1)[0], MAPPING,
+                                        internal=["hidden_mse", "attention_mse"])
+    assert [t.name for t in tinybert] == ["soft", "hard", "hid_mse_s1_t2", "att_mse_s1_t2",
+                                          "hid_mse_s2_t4", "att_mse_s2_t4"]
+
+
+def distiller_with_dropout(seed):
+    keras.utils.set_random_seed(seed)
+    teacher = encoders.build(TEACHER)
+    student = encoders.derive_student(teacher, 2, MAPPING)  # hidden dropout 0.1 stays on
+    model = distiller.Distiller(student, teacher, sid_stages()[-1:])
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
     model.build_optimizer()
     return model
 
 
+def test_restoring_every_variable_resumes_exactly_dropout_included():
+    """Keras 3 keeps each dropout layer's seed-generator state in a variable: a backup of
+    model and optimizer variables continues with the masks an uninterrupted run draws."""
+    import tensorflow as tf
+
+    x, y = batch()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)  # 3 batches
+    whole = distiller_with_dropout(seed=3)
+    whole.fit(data, epochs=1, verbose=0)
+    first = distiller_with_dropout(seed=3)
+    first.fit(data.take(1), epochs=1, verbose=0)
+    backup = [v.numpy() for v in first.variables + first.optimizer.variables]
+    resumed = distiller_with_dropout(seed=99)  # another process, other initial seeds
+    for variable, value in zip(resumed.variables + resumed.optimizer.variables, backup):
+        variable.assign(value)
+    resumed.fit(data.skip(1), epochs=1, verbose=0)
+    seeds = [v for v in resumed.student.variables if "seed_generator" in v.path]
+    assert len(seeds) >= 4  # the dropout layers' states are variables, so backups hold them
+    for a, b in zip(whole.student.weights, resumed.student.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    # Without the restored seed states the masks differ, and so do the weights.
+    unseeded = distiller_with_dropout(seed=99)
+    for variable, value in zip(unseeded.weights + unseeded.optimizer.variables,
+                               [v.numpy() for v in first.weights + first.optimizer.variables]):
+        variable.assign(value)
+    unseeded.fit(data.skip(1), epochs=1, verbose=0)
+    assert max(float(np.abs(a.numpy() - b.numpy()).max())
+               for a, b in zip(whole.student.weights, unseeded.student.weights)) > 1e-5
+
+
+def test_derived_student_copies_the_matched_teacher_layers():
+    keras.utils.set_random_seed(1)
+    teacher = encoders.build(TEACHER)
+    student = encoders.derive_student(teacher, 2, MAPPING)
+    assert student.num_layers == 2 and student.config.attention_dropout == 0.0
+    for (s, t) in MAPPING:
+        for a, b in zip(student.encoder_layers[s - 1].weights,
+                        teacher.encoder_layers[t - 1].weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(student.head.weights + student.embeddings.weights,
+                    teacher.head.weights + teacher.embeddings.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    narrow = encoders.derive_student(teacher, 2, MAPPING, hidden_size=36, init="random")
+    assert narrow.hidden_size == 36 and narrow.config.intermediate_size == 144
+    with pytest.raises(encoders.EncoderError, match="--student_init=random"):
+        encoders.derive_student(teacher, 2, MAPPING, hidden_size=36)
+
+
+def test_freeze_lower_layers_trains_one_layer_at_a_time():
+    changed = {}
+    for freeze in (False, True):
+        teacher, student = pair_of_models()
+        stages = [distiller.stage_terms(stage, MAPPING)
+                  for stage in schedules.build_schedule("pid", 2, 1, 1)]
+        model = distiller.Distiller(student, teacher, stages, freeze_lower_layers=freeze)
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.build_optimizer()
+        model.set_stage(1)  # pid stage 2: layer pair (2, 4)
+        before = {w.path: w.numpy().copy() for w in student.weights}
+        x, y = batch()
+        model.fit(x, y, batch_size=6, epochs=1, verbose=0)
+        changed[freeze] = {w.path.split("/")[0] for w in student.weights
+                           if not np.array_equal(before[w.path], w.numpy())}
+    assert changed[False] == {"embeddings", "layer_0", "layer_1"}
+    assert changed[True] == {"layer_1"}
+
+
+def test_stage_warmup_restarts_at_each_stage_and_otherwise_is_todays_schedule():
+    def today(step):  # linear warm-up over 10 steps to 1e-3, then linear decay to 0 at 100
+        return 1e-3 * (step / 10 if step < 10 else max(100 - step, 0) / 90)
+
+    plain = distiller.StageWarmup(1e-3, total_steps=100, warmup_steps=10)
+    for step in (0, 5, 10, 11, 60, 100, 120):
+        assert float(plain(step)) == pytest.approx(float(today(step)), abs=1e-9), step
+    start = keras.Variable(50, dtype="int64")
+    restarting = distiller.StageWarmup(1e-3, total_steps=100, warmup_steps=10,
+                                          stage_start=start)
+    assert float(restarting(50)) == 0.0
+    assert float(restarting(55)) == pytest.approx(0.5 * float(today(55)))
+    assert float(restarting(60)) == pytest.approx(float(today(60)))
+    # The Distiller records where each stage starts.
+    teacher, student = pair_of_models()
+    model = distiller.Distiller(student, teacher, sid_stages())
+    model.compile(optimizer=keras.optimizers.SGD(distiller.StageWarmup(
+        0.1, 100, 10, stage_start=None)))
+    model.build_optimizer()
+    x, y = batch()
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # 3 steps
+    model.set_stage(1)
+    assert int(model.stage_start.numpy()) == 3
+
+
+
+# ------------------------------------------------------------ the pipeline's Distiller
+
+
+def make_distiller(teacher, schedule="sid", student_layers=2, epochs=1, student_kwargs=None,
+                   **options):
+    """A Distiller of a schedule over a student cut from ``teacher``, compiled with Adam."""
+    mapping = models.layer_mapping(teacher.num_layers, student_layers)
+    student = models.derive_student(teacher, student_layers, mapping, **(student_kwargs or {}))
+    stages = schedules.build_schedule(schedule, len(mapping), epochs, epochs,
+                                      options.pop("kd_every_stage", False))
+    model = distiller.for_schedule(student, None if schedule == "finetune" else teacher,
+                                   mapping, stages, **options)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.build_optimizer()
+    return model
+
+
+def terms_of(model, x, y, active, training=False):
+    return model.compute_terms(x, y, active, model.teacher_outputs(x, active), training)
+
+
 def test_teacher_is_bit_identical_after_training_steps():
     teacher = tiny_teacher(seed=7)
-    before = [w.numpy().copy() for w in teacher.model.weights]
+    before = [w.numpy().copy() for w in teacher.weights]
     model = make_distiller(teacher, "all")
-    student_before = [w.numpy().copy() for w in model.student.model.trainable_weights]
+    student_before = [w.numpy().copy() for w in model.student.trainable_weights]
     x, y = make_batch()
     for _ in range(3):
         model.train_on_batch(x, y)
-    for old, new in zip(before, teacher.model.weights):
+    for old, new in zip(before, teacher.weights):
         np.testing.assert_array_equal(old, new.numpy())
     changed = [not np.array_equal(a, b.numpy())
-               for a, b in zip(student_before, model.student.model.trainable_weights)]
+               for a, b in zip(student_before, model.student.trainable_weights)]
     assert sum(changed) > len(changed) // 2
-    assert teacher.model.trainable_weights == []
+    assert teacher.trainable_weights == []
 
 
 def test_internal_losses_are_zero_when_student_equals_teacher(teacher):
     model = make_distiller(teacher, "all", student_layers=4)  # 4 -> 4: identity mapping
     x, y = make_batch()
-    _, terms, _ = model.compute_terms(x, y, model.evaluation_stage(), training=False)
-    for name in model.attention_names + model.cosine_names:
-        assert np.abs(terms[name].numpy()).max() < 1e-6, name
-
-
-def reference_terms(model, x, y, stage):
-    """The same terms from full forward passes of both models, computed directly."""
-    t, s = model.teacher(x), model.student(x, training=False)
-    out = {}
-    if stage.kd:
-        out["soft"] = losses.soft_label_ce(t.logits, s.logits, reduction="none")
-        out["hard"] = losses.hard_label_ce(y, s.logits, reduction="none")
-    for p in stage.pairs:
-        si, ti = model.mapping[p]
-        out[model.attention_names[p]] = losses.attention_kl(
-            t.attentions[ti - 1], s.attentions[si - 1], x["attention_mask"], "none")
-        out[model.cosine_names[p]] = losses.cls_cosine_loss(
-            t.hidden_states[ti][:, 0], s.hidden_states[si][:, 0], "none")
-    return out
+    _, values, _ = terms_of(model, x, y, model.evaluation_terms)
+    internal = [name for name in values if name.startswith(("att_kl_", "cos_"))]
+    assert len(internal) == 8
+    for name in internal:
+        assert np.abs(np.asarray(values[name])).max() < 1e-6, name
 
 
 @pytest.mark.parametrize("schedule", ["sid", "pid"])
 def test_staged_compute_equals_full_forward(teacher, schedule):
     model = make_distiller(teacher, schedule, kd_every_stage=(schedule == "pid"))
     x, y = make_batch()
-    for stage in model.stages:
-        _, terms, _ = model.compute_terms(x, y, stage, training=False)
-        expected = reference_terms(model, x, y, stage)
-        assert set(terms) == set(expected)
+    t, s = teacher.forward(x), model.student.forward(x)  # everything, no shortcut
+    for stage, active in zip(model.schedule, model.stages):
+        _, values, _ = terms_of(model, x, y, active)
+        expected = {}
+        if stage.kd:
+            expected["soft"] = losses.soft_label_ce(t.logits, s.logits, reduction="none")
+            expected["hard"] = losses.hard_label_ce(y, s.logits, reduction="none")
+        for p in stage.pairs:
+            si, ti = model.mapping[p]
+            expected[f"att_kl_s{si}_t{ti}"] = losses.attention_kl(
+                t.attentions[ti - 1], s.attentions[si - 1], x["attention_mask"], "none")
+            expected[f"cos_s{si}_t{ti}"] = losses.cls_cosine_loss(
+                t.hidden_states[ti][:, 0], s.hidden_states[si][:, 0], "none")
+        assert set(values) == set(expected)
         for name, value in expected.items():
-            np.testing.assert_allclose(terms[name].numpy(), value.numpy(), atol=1e-6)
+            np.testing.assert_allclose(np.asarray(values[name]), np.asarray(value), atol=1e-6)
 
 
 def test_cached_teacher_logits_give_identical_losses(teacher):
-    model = make_distiller(teacher, "kd")
+    model = make_distiller(teacher, "kd", cached_teacher_logits=True)
     x, y = make_batch()
-    cached = dict(x, teacher_logits=teacher.logits(x))
-    total_a, terms_a, _ = model.compute_terms(x, y, model.stage, training=False)
-    total_b, terms_b, _ = model.compute_terms(cached, y, model.stage, training=False)
-    np.testing.assert_allclose(total_a.numpy(), total_b.numpy(), atol=1e-7)
+    cached = dict(x, teacher_logits=teacher(x))
+    total_a, terms_a, _ = terms_of(model, x, y, model.terms)
+    total_b, terms_b, _ = terms_of(model, cached, y, model.terms)
+    np.testing.assert_allclose(np.asarray(total_a), np.asarray(total_b), atol=1e-6)
     assert set(terms_a) == {"soft", "hard"} == set(terms_b)
+    assert model.requirements(cached, model.terms).teacher_layers is None  # no teacher pass
+
+
+def fit_sid(teacher, features, extra=None, epochs=1, **options):
+    model = make_distiller(teacher, "sid", epochs=epochs,
+                           cached_teacher_logits=extra is not None, **options)
+    steps = data.batches_per_epoch(features.lengths, 16)
+    history = model.fit_schedule(
+        lambda epoch, batch: data.make_dataset(features, 16, True, seed=0, extra=extra,
+                                               epochs=epoch + 1, start_epoch=epoch,
+                                               start_batch=batch), steps)
+    return model, history
 
 
 def test_training_with_the_logit_cache_equals_training_without(teacher, synthetic_features):
-    """A sid run (internal stages, then kd) trains the same student with cached logits,
-    and the cached kd stage runs no teacher layer at all."""
+    """A sid run (internal stages, then kd) trains the same student with cached logits."""
     from kd_keras import pipeline
 
     logits = pipeline.predict_logits(teacher, synthetic_features, 32)
     weights = []
     for extra in (None, {distiller.TEACHER_LOGITS: logits}):
-        tf_keras.utils.set_random_seed(0)
-        model = make_distiller(teacher, "sid", cached_teacher_logits=extra is not None)
-        dataset = data.make_dataset(synthetic_features, 16, True, seed=0, extra=extra,
-                                    epochs=3)
-        model.fit(dataset, epochs=3, steps_per_epoch=data.batches_per_epoch(
-            synthetic_features.lengths, 16), callbacks=[callbacks.StageController(
-                log=lambda line: None)], verbose=0)
-        weights.append([w.numpy() for w in model.student.model.trainable_weights])
+        keras.utils.set_random_seed(0)
+        model, _ = fit_sid(teacher, synthetic_features, extra)
+        weights.append([w.numpy() for w in model.student.trainable_weights])
     for plain, cached in zip(*weights):
         np.testing.assert_allclose(cached, plain, atol=2e-5)
-    assert model._depths(model.stages[-1], cached_logits=True) == (None, 0)
 
 
 def test_total_loss_is_the_weighted_sum(teacher):
-    model = make_distiller(teacher, "all", hard_label_weight=0.3, attention_weight=2.0,
-                           cosine_weight=0.5)
+    model = make_distiller(teacher, "all", hard_label_weight=0.3,
+                           internal_weights={"attention_kl": 2.0, "cls_cosine": 0.5})
     x, y = make_batch()
-    total, terms, _ = model.compute_terms(x, y, model.stage, training=False)
-    expected = terms["soft"] + 0.3 * terms["hard"]
-    for a, c in zip(model.attention_names, model.cosine_names):
-        expected += 2.0 * terms[a] + 0.5 * terms[c]
-    np.testing.assert_allclose(total.numpy(), expected.numpy(), rtol=1e-6)
+    total, values, _ = terms_of(model, x, y, model.terms)
+    expected = np.asarray(values["soft"]) + 0.3 * np.asarray(values["hard"])
+    for s, t in model.mapping:
+        expected += (2.0 * np.asarray(values[f"att_kl_s{s}_t{t}"])
+                     + 0.5 * np.asarray(values[f"cos_s{s}_t{t}"]))
+    np.testing.assert_allclose(np.asarray(total), expected, rtol=1e-6)
 
 
-def test_projection_for_a_narrower_student(teacher):
+def test_projection_for_a_narrower_student_is_trained(teacher):
     model = make_distiller(teacher, "all", student_kwargs={"hidden_size": 30,
                                                            "init": "random"})
-    assert model.projections and model.projections[0].kernel.shape == (30, 48)
-    kernel = model.projections[0].kernel.numpy().copy()
+    assert model.projections[1].kernel.shape == (30, 48)
+    kernel = model.projections[1].kernel.numpy().copy()
     x, y = make_batch()
     logs = model.train_on_batch(x, y, return_dict=True)
     assert np.isfinite(logs["loss"])
-    assert not np.array_equal(kernel, model.projections[0].kernel.numpy())
+    assert not np.array_equal(kernel, model.projections[1].kernel.numpy())
 
 
 def test_head_count_mismatch_is_a_clear_error(teacher):
+    student = tiny_teacher(num_layers=2, seed=2, hidden_size=40, num_heads=4)
+    stages = schedules.build_schedule("sid", 2, 1, 1)
     with pytest.raises(models.ModelError, match="equal head counts"):
-        make_distiller(teacher, "sid", student_kwargs={"hidden_size": 40, "num_heads": 4,
-                                                       "init": "random"})
+        distiller.for_schedule(student, teacher, [(1, 2), (2, 4)], stages)
 
 
-def test_fit_walks_sid_stages_and_reports_active_terms(teacher, synthetic_features):
-    model = make_distiller(teacher, "sid", epochs=2)
-    controller = callbacks.StageController(log=lambda line: None)
-    dataset = data.make_dataset(synthetic_features, 16, True, seed=0)
-    history = model.fit(dataset, epochs=schedules.max_epochs(model.stages),
-                        callbacks=[controller], verbose=0)
-    assert [h["stage"] for h in controller.history] == [1, 2, 3]
-    assert history.history["stage"] == [1, 1, 2, 2, 3, 3]
+def test_fit_schedule_walks_sid_stages_and_reports_active_terms(teacher, synthetic_features):
+    model, history = fit_sid(teacher, synthetic_features, epochs=2)
+    assert history["stage"] == [1, 1, 2, 2, 3, 3]
     # Keras records a term only in the epochs whose stage has it on.
-    assert len(history.history["cos_s1_t2"]) == 4 and len(history.history["cos_s2_t4"]) == 2
-    assert "soft" in history.history and len(history.history["soft"]) == 2
+    assert len(history["cos_s1_t2"]) == 4 and len(history["cos_s2_t4"]) == 2
+    assert len(history["soft"]) == 2
     # Losses of active layers fall within each internal stage.
-    assert history.history["cos_s1_t2"][1] < history.history["cos_s1_t2"][0]
-    assert history.history["cos_s2_t4"][1] < history.history["cos_s2_t4"][0]
-    assert int(model.stage_index.numpy()) == 3  # past the last stage: done
+    assert history["cos_s1_t2"][1] < history["cos_s1_t2"][0]
+    assert history["cos_s2_t4"][1] < history["cos_s2_t4"][0]
+    assert int(model.stage_index.numpy()) == 3 and model.run_finished  # past the last stage
 
 
 def test_cos_threshold_ends_internal_stages_early(teacher, synthetic_features):
     model = make_distiller(teacher, "pid", epochs=3)
     controller = callbacks.StageController(cos_threshold=10.0, log=lambda line: None)
-    dataset = data.make_dataset(synthetic_features, 32, True, seed=0)
-    model.fit(dataset, epochs=schedules.max_epochs(model.stages), callbacks=[controller],
-              verbose=0)
+    steps = data.batches_per_epoch(synthetic_features.lengths, 32)
+    model.fit_schedule(lambda epoch, batch: data.make_dataset(
+        synthetic_features, 32, True, seed=0, epochs=epoch + 1, start_epoch=epoch), steps,
+        [controller])
     assert [(h["stage"], h["epochs"]) for h in controller.history] == [(1, 1), (2, 1), (3, 3)]
     assert controller.history[0]["reason"].startswith("cosine loss")
 
@@ -163,33 +375,44 @@ def test_cos_threshold_ends_internal_stages_early(teacher, synthetic_features):
 def test_finetune_runs_without_teacher(synthetic_features):
     student = tiny_teacher(num_layers=2, seed=3)
     stages = schedules.build_schedule("finetune", 0, 1, 1)
-    model = distiller.Distiller(student, None, [], stages)
-    model.compile(optimizer=tf_keras.optimizers.Adam(1e-3))
+    model = distiller.for_schedule(student, None, [], stages)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.build_optimizer()
     logs = model.fit(data.make_dataset(synthetic_features, 32, True), epochs=1,
                      verbose=0).history
     assert set(logs) == {"loss", "hard", "accuracy", "stage"}
     with pytest.raises(ValueError, match="Only the finetune schedule"):
-        distiller.Distiller(student, None, [], schedules.build_schedule("kd", 1, 1, 1))
+        distiller.for_schedule(student, None, [(1, 1)], schedules.build_schedule("kd", 1, 1, 1))
 
 
-def test_warmup_linear_decay():
-    schedule = distiller.WarmupLinearDecay(1.0, total_steps=10, warmup_steps=2)
-    values = [float(schedule(step)) for step in (0, 1, 2, 6, 10, 12)]
-    np.testing.assert_allclose(values, [0.0, 0.5, 1.0, 0.5, 0.0, 0.0], atol=1e-6)
+def test_adamw_decays_kernels_and_embeddings_only():
+    """With zero gradients only decoupled weight decay moves weights: not LayerNorm's
+    gamma and beta, not biases.  No warm-up: the first step has the peak rate."""
+    model = tiny_teacher(num_layers=1, seed=1)
+    optimizer = distiller.make_optimizer(1e-2, total_steps=10, warmup_proportion=0.0,
+                                         weight_decay=0.5)
+    variables = model.trainable_variables
+    before = [v.numpy().copy() for v in variables]
+    optimizer.apply([keras.ops.zeros_like(v) for v in variables], variables)
+    moved = {v.path.split("/")[-1] for v, old in zip(variables, before)
+             if not np.array_equal(old, v.numpy())}
+    assert moved == {"kernel", "embeddings"}
+    kernel = next(i for i, v in enumerate(variables) if v.path.endswith("kernel"))
+    np.testing.assert_allclose(variables[kernel].numpy(), before[kernel] * (1 - 1e-2 * 0.5),
+                               rtol=1e-6)
 
 
 def test_regression_distils_with_squared_error():
     teacher = tiny_teacher(num_labels=1, seed=4)
     model = make_distiller(teacher, "kd", regression=True, hard_label_weight=0.5)
     x, _ = make_batch()
-    y = tf.constant([0.5, 1.0, 2.0, 3.0, 4.5])
-    total, terms, logits = model.compute_terms(x, y, model.stage, training=False)
-    t = teacher.logits(x).numpy()[:, 0]
-    s = logits.numpy()[:, 0]
-    np.testing.assert_allclose(terms["soft"].numpy(), (t - s) ** 2, rtol=1e-5)
-    np.testing.assert_allclose(terms["hard"].numpy(), (y.numpy() - s) ** 2, rtol=1e-5)
-    np.testing.assert_allclose(total.numpy(), (t - s) ** 2 + 0.5 * (y.numpy() - s) ** 2,
+    y = np.array([0.5, 1.0, 2.0, 3.0, 4.5], np.float32)
+    total, values, logits = terms_of(model, x, y, model.terms)
+    t = np.asarray(teacher(x))[:, 0]
+    s = np.asarray(logits)[:, 0]
+    np.testing.assert_allclose(np.asarray(values["soft"]), (t - s) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(values["hard"]), (y - s) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(total), (t - s) ** 2 + 0.5 * (y - s) ** 2,
                                rtol=1e-5)
     assert np.isfinite(model.train_on_batch(x, y, return_dict=True)["loss"])
 
@@ -230,7 +453,7 @@ def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
                                                str(tmp_path))
     np.testing.assert_array_equal(again, expected)
 
-    kernel = own_teacher.model.weights[-2]
+    kernel = own_teacher.weights[-2]
     kernel.assign(kernel + 1.0)
     changed = pipeline.cached_teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
     assert len(list(tmp_path.glob("teacher_logits_*.npy"))) == 2

@@ -31,7 +31,9 @@ def test_mirrored_step_equals_single_device_step():
     match = re.search(r"max_weight_diff=(\S+) max_update=(\S+)", result.stdout)
     assert match, result.stdout + result.stderr
     diff, update = float(match.group(1)), float(match.group(2))
-    assert update > 1e-4  # the step changed the weights (a 2x-scaled loss would differ by ~update)
+    # The step changed the weights; a loss Keras does not scale by the replica count
+    # (a plain mean over each replica's half) would double the update.
+    assert update > 1e-3
     assert diff <= 1e-5 and diff < update / 50  # 2 replicas changed them as 1 did
 
 

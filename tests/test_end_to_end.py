@@ -84,7 +84,7 @@ def test_export_matches_student(sid_run, tokenizer):
                 data.Example("w11 w13", "w20 w22 w24 w7 w9", 0)]
     features = data.tokenize(examples, tokenizer, 32)
     x = {k: tf.constant(v) for k, v in features.padded().items()}
-    expected = student.logits(x).numpy()
+    expected = np.asarray(student(x))
     got = loaded.signatures["serving_default"](**x)
     assert np.abs(got["logits"].numpy() - expected).max() <= 1e-5
     np.testing.assert_allclose(got["probabilities"].numpy().sum(-1), 1.0, atol=1e-6)

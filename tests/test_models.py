@@ -1,4 +1,5 @@
-"""The backbone adapter, layer mapping, student derivation, loading and saving."""
+"""Models of a run: forward passes, layer mapping, student derivation, loading (local
+folders, TensorFlow h5 folders, hub names) and saving, tokenizers."""
 
 import builtins
 import os
@@ -6,32 +7,23 @@ import os
 import numpy as np
 import pytest
 
-from conftest import make_batch, pytorch_state, tiny_teacher
+from conftest import make_batch, tiny_teacher
 from kd_keras import data, hub, models
 from kd_keras.models import ModelError
 
 
-def test_adapter_matches_huggingface_forward(teacher):
+def test_forward_returns_every_layer_and_a_prefix_on_request(teacher):
     x, _ = make_batch()
-    ours = teacher(x)
-    ref = teacher.model(x, training=False, output_attentions=True, output_hidden_states=True)
-    np.testing.assert_allclose(ours.logits.numpy(), ref.logits.numpy(), atol=1e-6)
-    assert len(ours.attentions) == 4 and len(ours.hidden_states) == 5
-    for a, b in zip(ours.attentions, ref.attentions):
-        assert a.shape == (5, 3, 9, 9)
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
-    assert ours.hidden_states[2].shape == (5, 9, 48)
-
-
-def test_first_n_layers_is_a_prefix_of_the_full_pass(teacher):
-    x, _ = make_batch()
-    full = teacher(x)
-    part = teacher(x, num_layers=2, with_logits=False)
+    full = teacher.forward(x)
+    assert len(full.attentions) == 4 and len(full.hidden_states) == 5
+    assert full.attentions[0].shape == (5, 3, 9, 9) and full.hidden_states[2].shape == (5, 9, 48)
+    np.testing.assert_allclose(np.asarray(full.logits), np.asarray(teacher(x)), atol=1e-5)
+    part = teacher.forward(x, num_layers=2, with_logits=False)
     assert part.logits is None and len(part.attentions) == 2
-    np.testing.assert_allclose(part.hidden_states[2].numpy(), full.hidden_states[2].numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(part.hidden_states[2]),
+                               np.asarray(full.hidden_states[2]), atol=1e-6)
     with pytest.raises(ValueError, match="all layers"):
-        teacher(x, num_layers=2)
+        teacher.forward(x, num_layers=2)
 
 
 def test_layer_mapping():
@@ -49,23 +41,23 @@ def test_layer_mapping():
 def test_student_copies_matched_teacher_layers(teacher):
     mapping = models.layer_mapping(4, 2)
     student = models.derive_student(teacher, 2, mapping)
-    assert student.num_layers == 2 and student.config.attention_probs_dropout_prob == 0.0
+    assert student.num_layers == 2 and student.config.attention_dropout == 0.0
     for s, t in mapping:
-        for a, b in zip(student.model.bert.encoder.layer[s - 1].get_weights(),
-                        teacher.model.bert.encoder.layer[t - 1].get_weights()):
+        for a, b in zip(student.encoder_layers[s - 1].get_weights(),
+                        teacher.encoder_layers[t - 1].get_weights()):
             np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(student.model.classifier.get_weights()[0],
-                                  teacher.model.classifier.get_weights()[0])
+    for a, b in zip(student.head.get_weights(), teacher.head.get_weights()):
+        np.testing.assert_array_equal(a, b)
     random = models.derive_student(teacher, 2, mapping, init="random", seed=3)
-    assert not np.allclose(random.model.bert.encoder.layer[0].get_weights()[0],
-                           teacher.model.bert.encoder.layer[1].get_weights()[0])
+    assert not np.allclose(random.encoder_layers[0].get_weights()[0],
+                           teacher.encoder_layers[1].get_weights()[0])
 
 
 def test_student_attention_rows_are_probabilities_in_training(teacher):
     student = models.derive_student(teacher, 2, models.layer_mapping(4, 2))
     x, _ = make_batch()
-    for probs in student(x, training=True).attentions:
-        np.testing.assert_allclose(probs.numpy().sum(-1), 1.0, atol=1e-5)
+    for probs in student.forward(x, training=True).attentions:
+        np.testing.assert_allclose(np.asarray(probs).sum(-1), 1.0, atol=1e-5)
 
 
 def test_student_of_other_width_needs_random_init(teacher):
@@ -81,7 +73,7 @@ def test_save_and_reload_round_trip(teacher, tokenizer, tmp_path):
     models.save_model(teacher, tokenizer, folder)
     again = models.load_pretrained(folder, 2, str(tmp_path))
     x, _ = make_batch()
-    np.testing.assert_allclose(again.logits(x).numpy(), teacher.logits(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(teacher(x)), atol=1e-6)
     assert len(models.load_tokenizer(folder, str(tmp_path))) == 97
     assert models.load_pretrained(folder, 3, str(tmp_path)).num_labels == 3  # new head
     (tmp_path / "saved" / "kd_keras_task.json").write_text('{"task": "rte"}')
@@ -105,8 +97,8 @@ def test_missing_model_errors(tmp_path, monkeypatch):
 
 
 def test_count_params_matches_keras(teacher):
-    assert teacher.count_params() == teacher.model.count_params()
-    assert tiny_teacher(num_layers=2).count_params() < teacher.count_params()
+    assert models.count_params(teacher) == teacher.count_params()
+    assert models.count_params(tiny_teacher(num_layers=2)) < models.count_params(teacher)
 
 
 def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
@@ -123,26 +115,38 @@ def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
 
 def test_cls_only_last_layer_equals_the_full_layer_at_cls(teacher):
     x, _ = make_batch()
-    full = teacher(x, training=False, num_layers=3, with_logits=False)
-    cls = teacher(x, training=False, num_layers=3, with_logits=False, cls_only_last=True)
+    full = teacher.forward(x, num_layers=3, with_logits=False)
+    cls = teacher.forward(x, num_layers=3, with_logits=False, cls_only_last=True)
     assert cls.hidden_states[3].shape == (5, 1, 48)
-    np.testing.assert_allclose(cls.hidden_states[3][:, 0].numpy(),
-                               full.hidden_states[3][:, 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(cls.hidden_states[3][:, 0]),
+                               np.asarray(full.hidden_states[3][:, 0]), atol=1e-5)
     for a, b in zip(cls.attentions, full.attentions):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
-    np.testing.assert_allclose(teacher.logits(x).numpy(),
-                               teacher(x, training=False).logits.numpy(), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(teacher(x)), np.asarray(teacher.forward(x).logits),
+                               atol=1e-5)
 
 
-def save_safetensors_only(adapter, tokenizer, folder):
+def save_safetensors_only(model, tokenizer, folder):
     """A checkpoint as the hub serves most of them today: config.json, PyTorch-layout
-    model.safetensors (no tf_model.h5) and tokenizer files."""
-    from safetensors.numpy import save_file
+    model.safetensors and tokenizer files."""
+    models.save_model(model, tokenizer, folder)
+    assert not os.path.exists(os.path.join(folder, "tf_model.h5"))
 
-    os.makedirs(folder)
-    save_file(pytorch_state(adapter.model), os.path.join(folder, "model.safetensors"))
-    adapter.config.to_json_file(os.path.join(folder, "config.json"))
-    tokenizer.save_pretrained(folder)
+
+def test_tensorflow_h5_checkpoints_still_load(tmp_path):
+    """A folder that Hugging Face's TF model wrote (tf_model.h5, as kd_keras saved its
+    teachers before Keras 3) loads with the logits that model gave; the fixture comes
+    from tests/data/make_tf_h5_fixture.py."""
+    import shutil
+
+    folder = str(tmp_path / "tf_folder")
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "data", "tf_bert_h5"), folder)
+    assert not os.path.exists(os.path.join(folder, "model.safetensors"))
+    with np.load(os.path.join(folder, "expected.npz")) as saved:
+        expected = saved["logits"]
+        x = {name: saved[name] for name in ("input_ids", "attention_mask", "token_type_ids")}
+    loaded = models.load_pretrained(folder, 3, str(tmp_path))
+    np.testing.assert_allclose(np.asarray(loaded(x)), expected, atol=1e-5)
 
 
 def test_hub_names_are_downloaded_then_loaded_as_a_local_folder(teacher, tokenizer, tmp_path,
@@ -161,7 +165,7 @@ def test_hub_names_are_downloaded_then_loaded_as_a_local_folder(teacher, tokeniz
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     loaded = models.load_pretrained("someone/tiny-bert", 2, str(tmp_path))
     x, _ = make_batch()
-    np.testing.assert_allclose(loaded.logits(x).numpy(), teacher.logits(x).numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(teacher(x)), atol=1e-5)
     assert models.vocab_tokens(models.load_tokenizer("someone/tiny-bert", str(tmp_path))) == \
         models.vocab_tokens(tokenizer)
     assert [c[0] for c in calls] == ["someone/tiny-bert"] * 2

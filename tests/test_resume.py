@@ -8,10 +8,8 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from test_end_to_end import REPO, run_cli
 
@@ -34,36 +32,32 @@ def run_flags(source, folder):
 
 
 def student_weights(model_dir):
-    with h5py.File(os.path.join(model_dir, "student", "tf_model.h5"), "r") as handle:
-        arrays = {}
-        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()])
-                          if isinstance(item, h5py.Dataset) else None)
-    return arrays
+    from safetensors.numpy import load_file
+
+    return load_file(os.path.join(model_dir, "student", "model.safetensors"))
 
 
-def read_backup(model_dir, name):
-    """A variable of the latest backup whose key contains ``name``, or None."""
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "backup", "distill", "chief"))
-    if latest is None:
-        return None
+def read_backup(model_dir):
+    """The latest backup's state.json ({} when there is none yet)."""
+    path = os.path.join(model_dir, "backup", "distill", "state.json")
     try:
-        reader = tf.train.load_checkpoint(latest)
-    except (tf.errors.NotFoundError, tf.errors.DataLossError):  # replaced while reading
-        return None
-    key = next(k for k in reader.get_variable_to_shape_map() if name in k)
-    return int(reader.get_tensor(key))
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (FileNotFoundError, json.JSONDecodeError):  # not yet, or being replaced
+        return {}
 
 
 def kill_mid_epoch(run, model_dir, epoch, batch):
-    """Starts the run; SIGKILLs it once a backup inside (epoch, >= batch) exists (0-based)."""
+    """Starts the run; SIGKILLs it once a backup inside epoch ``epoch`` past batch
+    ``batch`` exists (both 0-based)."""
     process = subprocess.Popen([sys.executable, "-m", "kd_keras.main", *run,
                                 f"--model_dir={model_dir}"], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        if (read_backup(model_dir, "ckpt_saved_epoch") == epoch
-                and (read_backup(model_dir, "ckpt_saved_batch") or 0) >= batch):
+        state = read_backup(model_dir)
+        if state.get("epoch") == epoch and state.get("batch", 0) > batch:
             process.send_signal(signal.SIGKILL)
             break
         time.sleep(0.02)
@@ -85,7 +79,8 @@ def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source)
     # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
     output = kill_mid_epoch(run, resumed, epoch=2, batch=5)
     assert "Stage 2/3: sid 2/3" in output and "Stage 2/3 ends" not in output
-    assert read_backup(resumed, "stage_index") == 1  # the backup left is inside stage 2
+    # The backup left is inside stage 2: stage 1 has ended, stage 2 has not.
+    assert [s["stage"] for s in read_backup(resumed)["run_state"]["stages"]] == [1]
     second = run_cli(*run, f"--model_dir={resumed}")
     line = next(l for l in second.stdout.splitlines() if l.startswith("Resuming distill"))
     assert line.startswith("Resuming distill from its backup at epoch 3, batch ")

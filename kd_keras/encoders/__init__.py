@@ -35,7 +35,8 @@ def build(config: EncoderConfig) -> EncoderClassifier:
 
 
 def load_folder(folder: str, num_labels: Optional[int] = None,
-                overrides: Optional[Dict] = None, verbose: bool = True) -> EncoderClassifier:
+                overrides: Optional[Dict] = None, verbose: bool = True,
+                state: Optional[Dict] = None) -> EncoderClassifier:
     """Loads a Hugging Face folder holding config.json and model.safetensors.
 
     Args:
@@ -44,6 +45,8 @@ def load_folder(folder: str, num_labels: Optional[int] = None,
             (or none) is initialised.
         overrides: EncoderConfig fields to change, e.g. {"attention_dropout": 0.0}.
         verbose: print which checkpoint tensors were ignored and which weights initialised.
+        state: the checkpoint's tensors under PyTorch names and layout, when they come
+            from another file than model.safetensors (encoders.tf_h5 reads tf_model.h5).
 
     Raises:
         EncoderError: no config or weights, an unsupported family, a missing encoder
@@ -53,7 +56,7 @@ def load_folder(folder: str, num_labels: Optional[int] = None,
 
     config_path, weights_path = (os.path.join(folder, name)
                                  for name in ("config.json", WEIGHTS_FILE))
-    for path in (config_path, weights_path):
+    for path in (config_path, weights_path) if state is None else (config_path,):
         if not os.path.exists(path):
             raise EncoderError(f"{folder} has no {os.path.basename(path)}; pass a Hugging "
                                "Face model folder with config.json and model.safetensors.")
@@ -62,7 +65,7 @@ def load_folder(folder: str, num_labels: Optional[int] = None,
     if overrides:
         config = config.replace(**overrides)
     model = build(config)
-    report = assign(model, load_file(weights_path))
+    report = assign(model, load_file(weights_path) if state is None else state)
     if verbose and report["initialised"]:
         print(f"Note: {folder} has no {config.num_labels}-way classifier; a new one is "
               "initialised.")

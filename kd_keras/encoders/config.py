@@ -32,6 +32,8 @@ class EncoderConfig:
         classifier_dropout: dropout before the classifier.
         pad_token_id: the padding token (RoBERTa's position ids count from it).
         num_labels: classifier width.
+        initializer_range: standard deviation of the truncated normal that new weights
+            (kernels, embeddings) start from, as in the families' own code.
         raw: the config.json dict, kept so a saved model writes it back.
     """
 
@@ -51,6 +53,7 @@ class EncoderConfig:
     classifier_dropout: float = 0.1
     pad_token_id: int = 0
     num_labels: int = 2
+    initializer_range: float = 0.02
     raw: Dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -96,7 +99,8 @@ def from_hf_dict(raw: Dict, num_labels: Optional[int] = None) -> EncoderConfig:
             type_vocab_size=0, hidden_dropout=_dropout(raw.get("dropout"), 0.1),
             attention_dropout=_dropout(raw.get("attention_dropout"), 0.1),
             classifier_dropout=_dropout(raw.get("seq_classif_dropout"), 0.2),
-            pad_token_id=raw.get("pad_token_id", 0), num_labels=labels, raw=dict(raw))
+            pad_token_id=raw.get("pad_token_id", 0), num_labels=labels,
+            initializer_range=raw.get("initializer_range", 0.02), raw=dict(raw))
     if family not in ("bert", "roberta", "electra"):
         raise EncoderError(f"model type '{family}' is not supported; kd_keras encodes bert "
                            "(MiniLM included), roberta, electra and distilbert checkpoints.")
@@ -114,7 +118,8 @@ def from_hf_dict(raw: Dict, num_labels: Optional[int] = None) -> EncoderConfig:
         attention_dropout=_dropout(raw.get("attention_probs_dropout_prob"), 0.1),
         classifier_dropout=_dropout(raw.get("classifier_dropout"), hidden_dropout),
         pad_token_id=raw.get("pad_token_id", 1 if family == "roberta" else 0),
-        num_labels=labels, raw=dict(raw))
+        num_labels=labels, initializer_range=raw.get("initializer_range", 0.02),
+        raw=dict(raw))
 
 
 def to_hf_dict(config: EncoderConfig, id2label: Optional[Dict[int, str]] = None) -> Dict:
@@ -142,6 +147,7 @@ def to_hf_dict(config: EncoderConfig, id2label: Optional[Dict[int, str]] = None)
             raw["embedding_size"] = config.embedding_width
     labels = id2label or {i: f"LABEL_{i}" for i in range(config.num_labels)}
     raw.update(model_type=config.family, vocab_size=config.vocab_size,
+               initializer_range=config.initializer_range,
                max_position_embeddings=config.max_positions, pad_token_id=config.pad_token_id,
                id2label={str(i): name for i, name in labels.items()},
                label2id={name: int(i) for i, name in labels.items()})

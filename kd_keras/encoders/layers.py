@@ -41,8 +41,17 @@ def activation(name: str):
     return ACTIVATIONS[name]
 
 
-def _dense(units: int, name: str, activation_fn=None) -> keras.layers.Dense:
-    return keras.layers.Dense(units, activation=activation_fn, name=name)
+def initializer(config: EncoderConfig) -> keras.initializers.Initializer:
+    """How new kernels and embeddings start: BERT's truncated normal (std 0.02).  Keras'
+    defaults (Glorot, uniform 0.05) are far larger and change how a model trained from
+    scratch behaves; biases start at 0 and LayerNorm at (1, 0) either way."""
+    return keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+
+
+def _dense(units: int, name: str, config: EncoderConfig,
+           activation_fn=None) -> keras.layers.Dense:
+    return keras.layers.Dense(units, activation=activation_fn, name=name,
+                              kernel_initializer=initializer(config))
 
 
 class Embeddings(keras.layers.Layer):
@@ -61,14 +70,17 @@ class Embeddings(keras.layers.Layer):
         super().__init__(**kwargs)
         width = config.embedding_width
         self.positions_padding_id = positions_padding_id
-        self.word = keras.layers.Embedding(config.vocab_size, width, name="word")
-        self.position = keras.layers.Embedding(config.max_positions, width, name="position")
+        self.word = keras.layers.Embedding(config.vocab_size, width, name="word",
+                                           embeddings_initializer=initializer(config))
+        self.position = keras.layers.Embedding(config.max_positions, width, name="position",
+                                               embeddings_initializer=initializer(config))
         self.token_type = (keras.layers.Embedding(config.type_vocab_size, width,
-                                                  name="token_type")
+                                                  name="token_type",
+                                                  embeddings_initializer=initializer(config))
                            if config.type_vocab_size else None)
         self.norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="norm")
         self.dropout = keras.layers.Dropout(config.hidden_dropout)
-        self.projection = (_dense(config.hidden_size, "projection")
+        self.projection = (_dense(config.hidden_size, "projection", config)
                            if config.embedding_size else None)
 
     def call(self, input_ids, token_type_ids, training=False):
@@ -91,9 +103,9 @@ class SelfAttention(keras.layers.Layer):
     def __init__(self, config: EncoderConfig, **kwargs):
         super().__init__(**kwargs)
         self.num_heads, self.head_size = config.num_heads, config.head_size
-        self.query = _dense(config.hidden_size, "query")
-        self.key = _dense(config.hidden_size, "key")
-        self.value = _dense(config.hidden_size, "value")
+        self.query = _dense(config.hidden_size, "query", config)
+        self.key = _dense(config.hidden_size, "key", config)
+        self.value = _dense(config.hidden_size, "value", config)
         self.dropout = keras.layers.Dropout(config.attention_dropout)
 
     def _heads(self, x):
@@ -130,12 +142,12 @@ class TransformerLayer(keras.layers.Layer):
     def __init__(self, config: EncoderConfig, **kwargs):
         super().__init__(**kwargs)
         self.attention = SelfAttention(config, name="attention")
-        self.attention_output = _dense(config.hidden_size, "attention_output")
+        self.attention_output = _dense(config.hidden_size, "attention_output", config)
         self.attention_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps,
                                                               name="attention_norm")
-        self.intermediate = _dense(config.intermediate_size, "intermediate",
+        self.intermediate = _dense(config.intermediate_size, "intermediate", config,
                                    activation(config.activation))
-        self.output_dense = _dense(config.hidden_size, "output")
+        self.output_dense = _dense(config.hidden_size, "output", config)
         self.output_norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps,
                                                            name="output_norm")
         self.dropout = keras.layers.Dropout(config.hidden_dropout)

@@ -12,7 +12,8 @@ from keras import ops
 
 from kd_keras.encoders.config import EncoderConfig
 from kd_keras.encoders.family import Family
-from kd_keras.encoders.layers import Embeddings, TransformerLayer, activation, additive_mask
+from kd_keras.encoders.layers import (Embeddings, TransformerLayer, activation,
+                                      additive_mask, initializer)
 
 
 @dataclasses.dataclass
@@ -42,9 +43,10 @@ class ClassifierHead(keras.layers.Layer):
         self.dropout_before = family.dropout_before_head
         self.dense = keras.layers.Dense(config.hidden_size,
                                         activation=activation(family.head_activation),
-                                        name="dense")
+                                        name="dense", kernel_initializer=initializer(config))
         self.dropout = keras.layers.Dropout(config.classifier_dropout)
-        self.out = keras.layers.Dense(config.num_labels, name="out")
+        self.out = keras.layers.Dense(config.num_labels, name="out",
+                                      kernel_initializer=initializer(config))
 
     def call(self, cls, training=False):
         if self.dropout_before:
