@@ -125,7 +125,7 @@ class DistillConfig:
         ("attention_kl", "cls_cosine"), "Per layer pair loss terms of the internal "
         "stages: attention_kl, cls_cosine (the paper's), hidden_mse (every token, "
         "projected when widths differ), attention_mse, and embedding_mse (the embedding "
-        "layers, TinyBERT).")
+        "layers, TinyBERT; in the stages that train the first pair).")
     freeze_lower_layers: bool = option(
         False, "A stage trains only the student layers from its lowest pair up (pid: one "
         "layer at a time, as the paper describes it); the embeddings and the layers below "

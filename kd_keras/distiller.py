@@ -37,8 +37,8 @@ def stage_terms(stage: schedules.Stage, mapping: Sequence[Tuple[int, int]],
         stage: from schedules.build_schedule.
         mapping: [(student layer, teacher layer)], 1-based; stage.pairs index into it.
         internal: per-pair term names (terms.LAYER_TERMS keys), and optionally
-            terms.EMBEDDING_TERM, which adds the embedding-layer MSE to every stage
-            with layer pairs.
+            terms.EMBEDDING_TERM, which adds the embedding-layer MSE to every stage that
+            trains the first layer pair (each sid stage, pid's first, all).
         internal_weights: name -> weight of the per-pair terms.
         hard_label_weight: lambda of soft + lambda * hard.
         temperature: soft-label temperature.
@@ -53,7 +53,7 @@ def stage_terms(stage: schedules.Stage, mapping: Sequence[Tuple[int, int]],
         return [terms_lib.HardLabel(regression=regression)]
     active = (terms_lib.kd_terms(hard_label_weight, temperature, regression=regression)
               if stage.kd else [])
-    if stage.pairs and terms_lib.EMBEDDING_TERM in internal:
+    if 0 in stage.pairs and terms_lib.EMBEDDING_TERM in internal:
         active.append(terms_lib.embedding_term(
             (internal_weights or {}).get(terms_lib.EMBEDDING_TERM, 1.0)))
     for index in stage.pairs:

@@ -222,9 +222,29 @@ def run_rss(args, size: dict) -> dict:
             "rss_after_build_mib": before}
 
 
+def cpu_description() -> dict:
+    """The CPU model and the vector extensions that decide TensorFlow's speed on it."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name") and model in ("", platform.machine()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    return {"model": model, "isa": isa, "bfloat16": bf16,
+            "tag": "-".join(model.lower().split()[:2] + [isa.lower().replace("-", "")]
+                            + (["bf16"] if bf16 else []))}
+
+
 def environment(args) -> dict:
     return {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+            "cpus": os.cpu_count(), "cpu": cpu_description(),
+            "stack": f"Keras {keras.__version__}", "tensorflow": tf.__version__,
             "gpus": len(tf.config.list_physical_devices("GPU")), "xla": args.xla,
             "mixed_precision": args.mixed_precision,
             "warmup": args.warmup, "repeats": args.repeats}
@@ -267,15 +287,24 @@ def write_markdown() -> str:
              "Timings are medians after warm-up, every row of one table measured in one "
              "process on the same inputs. Compare ratios, not absolute numbers: this "
              "machine's timings are noisy.", ""]
-    for key in ("tiny", "base"):
-        if key not in found:
-            continue
+    # One table per size and CPU type: <size>.json (the first machine's, on the earlier
+    # tf-keras stack) and <size>@<cpu tag>.json.
+    keys = sorted((k for k in found if k.split("@")[0] in ("tiny", "base")),
+                  key=lambda k: (k.split("@")[0] != "tiny", k))
+    for key in keys:
         result = found[key]
+        size_name, _, tag = key.partition("@")
+        suffix = f"@{tag}" if tag else ""
         size, env = result["size"], result["environment"]
-        lines += [f"## {key}: {size['teacher_layers']} -> {size['student_layers']} layers, "
-                  f"hidden {size['hidden']}, batch {size['batch']}, length {size['seq']}", "",
-                  f"{env['date']}, {env['cpus']} CPUs, TF {env['tensorflow']}, "
-                  f"GPUs {env['gpus']}, XLA {env['xla']}, precision "
+        cpu = env.get("cpu")
+        where = (f"{cpu['model']}, {cpu['isa']}, bfloat16 "
+                 f"{'yes' if cpu['bfloat16'] else 'no'}" if cpu else "CPU not recorded")
+        lines += [f"## {size_name}: {size['teacher_layers']} -> "
+                  f"{size['student_layers']} layers, hidden {size['hidden']}, batch "
+                  f"{size['batch']}, length {size['seq']} ({where})", "",
+                  f"{env['date']}, {env['cpus']} CPUs, "
+                  f"{env.get('stack', 'tf-keras 2.21 + Hugging Face TF BERT')}, TF "
+                  f"{env['tensorflow']}, GPUs {env['gpus']}, XLA {env['xla']}, precision "
                   f"{env['mixed_precision']}, median of {env['repeats']}.", "",
                   "| measurement | ms | examples/s |", "|---|---:|---:|"]
         for name, value in result["timings"].items():
@@ -284,13 +313,13 @@ def write_markdown() -> str:
         lines += ["", "| ratio | value |", "|---|---:|"]
         lines += [f"| {name} | {value:.3f} |" for name, value in result["ratios"].items()]
         lines.append("")
-        rss = found.get(f"{key}_rss")
+        rss = found.get(f"{size_name}_rss{suffix}")
         if rss:
             lines += [f"Peak RSS of an `all` distill step at batch {rss['batch']}, length "
                       f"{rss['seq']}: **{rss['peak_rss_mib']:,.0f} MiB** "
                       f"({rss['rss_after_build_mib']:,.0f} MiB once the models are built).",
                       ""]
-        peer = found.get(f"textbrewer_{key}")
+        peer = found.get(f"textbrewer_{size_name}{suffix}")
         peer_ratios = {}
         if peer:
             ours = result["timings"]["distill_all"]["examples_per_second"]
@@ -314,7 +343,7 @@ def write_markdown() -> str:
                           f"{result['timings']['teacher_forward']['seconds'] * 1000:,.0f} "
                           f"and {result['timings']['student_train_step']['seconds'] * 1000:,.0f}"
                           " ms).", ""]
-            paired = found.get(f"peer_{key}")
+            paired = found.get(f"peer_{size_name}{suffix}")
             if paired:
                 # Alternating rounds (scripts/bench_peer.py) cancel the machine's drift,
                 # which a ratio of the two separate runs above carries.
@@ -334,7 +363,7 @@ def write_markdown() -> str:
                       f"sid run / a TextBrewer run of the same epochs: "
                       f"**{peer_ratios['sid']:.2f}x** faster "
                       "(TextBrewer computes every layer in every step).", ""]
-        if key == "base":
+        if key.startswith("base"):
             lines += targets_table(result["ratios"], peer_ratios)
     notes = os.path.join(BENCH_DIR, "NOTES.md")
     if os.path.exists(notes):
@@ -375,12 +404,12 @@ def main() -> int:
         return 0
     if args.rss:
         result, name = dict(run_rss(args, size), environment=environment(args)), \
-            f"{args.size}_rss"
+            f"{args.size}_rss@{cpu_description()['tag']}"
     else:
         timings = run_timings(args, size)
         result = {"size": size, "environment": environment(args), "timings": timings,
                   "ratios": ratios(timings, size["student_layers"])}
-        name = args.size
+        name = f"{args.size}@{result['environment']['cpu']['tag']}"
         print()
         for label, value in result["ratios"].items():
             print(f"{label:<72} {value:6.3f}")

@@ -136,8 +136,10 @@ student() {  # task, method, layers, seed
   if recorded "$folder"; then  # finished by another copy since the check above
     unlock; echo "done: $folder"; return 0
   fi
+  # distill: fine-tuned teacher in, best student, its evaluation and results.json out
+  # (the study needs no SavedModel export).
   # shellcheck disable=SC2046
-  run "$folder" --task="$task" --mode=pipeline \
+  run "$folder" --task="$task" --mode=distill \
     --cache_dir="$OUT/$task/cache" \
     --teacher="$OUT/$task/teacher/teacher" --teacher_finetuned \
     --student_layers="$layers" --seed="$seed" $(method_flags "$method" "$layers")

@@ -48,8 +48,8 @@ def test_importing_kd_keras_leaves_a_users_keras_3_alone():
 
 
 def test_tinybert_terms_are_a_flag_away_and_train():
-    """--internal_losses=hidden_mse,attention_mse,embedding_mse: every stage with layer
-    pairs gets the embedding MSE and the per-pair terms, and a step trains on them."""
+    """--internal_losses=hidden_mse,attention_mse,embedding_mse: every sid stage gets the
+    embedding MSE and the per-pair terms, and a step trains on them."""
     teacher = tiny_teacher(seed=2)
     mapping = models.layer_mapping(4, 2)
     student = models.derive_student(teacher, 2, mapping, hidden_size=36, init="random")
@@ -59,6 +59,16 @@ def test_tinybert_terms_are_a_flag_away_and_train():
     assert [t.name for t in model.stages[1]] == ["emb_mse", "hid_mse_s1_t2", "att_mse_s1_t2",
                                                  "hid_mse_s2_t4", "att_mse_s2_t4"]
     assert sorted(model.projections) == [0, 1, 2]  # widths differ: embeddings projected too
+    pid = distiller.for_schedule(student, teacher, mapping,
+                                 schedules.build_schedule("pid", 2, 1, 1),
+                                 internal=["hidden_mse", "embedding_mse"],
+                                 freeze_lower_layers=True)
+    # pid trains one pair a stage: the embeddings only with the first; a frozen stage 2
+    # trains layer 2 alone, not the embeddings the term would otherwise read.
+    assert [[t.name for t in stage] for stage in pid.stages[:2]] == [
+        ["emb_mse", "hid_mse_s1_t2"], ["hid_mse_s2_t4"]]
+    trained = {id(v) for v in pid.stage_variables(pid.stages[1])}
+    assert not trained & {id(v) for v in student.embeddings.trainable_variables}
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.build_optimizer()
     model.set_stage(1)
