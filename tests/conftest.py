@@ -54,3 +54,17 @@ def synthetic_features(tokenizer):
     spec = tasks.get_task("synthetic")
     train, _ = data.load_examples(spec, "train", synthetic_size=96, seed=3)
     return data.tokenize(train, tokenizer, 32)
+
+
+# The longest files first: with two test processes (pytest.ini) each takes one of them
+# while the other works through the short files, instead of both waiting at the end.
+LONGEST_FIRST = ("test_reproduce.py", "test_resume.py", "test_end_to_end.py",
+                 "test_own_data_cli.py", "test_distiller.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file stays

@@ -100,7 +100,8 @@ def test_export_matches_student(sid_run, tokenizer):
 
 
 def test_pid_pipeline_stage_sequence(tmp_path):
-    run_cli(*TINY_RUN, "--schedule=pid", f"--model_dir={tmp_path}", "--cos_threshold=10")
+    run_cli(*TINY_RUN, "--schedule=pid", f"--model_dir={tmp_path}", "--cos_threshold=10",
+            "--mode=distill")
     with open(tmp_path / "results.json") as handle:
         stages = json.load(handle)["stages"]
     assert [(s["stage"], s["epochs"]) for s in stages] == [(1, 1), (2, 1), (3, 1)]

@@ -23,10 +23,10 @@ MODEL = ["--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48", "--tiny_h
 
 
 def run_flags(source, folder):
-    """The run's flags on the synthetic task or on own CSV files (512 training rows)."""
+    """The run's flags on the synthetic task or on own CSV files (256 training rows)."""
     if source == "synthetic":
-        return ["--task=synthetic", "--synthetic_size=512", *MODEL]
-    make_example_data.write_example(folder, train_size=512, dev_size=128)
+        return ["--task=synthetic", "--synthetic_size=256", *MODEL]
+    make_example_data.write_example(folder, train_size=256, dev_size=64)
     return [f"--train_file={folder}/train.csv", f"--dev_file={folder}/dev.csv",
             "--text_fields=review", "--label_field=sentiment", *MODEL]
 
