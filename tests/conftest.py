@@ -56,10 +56,10 @@ def synthetic_features(tokenizer):
     return data.tokenize(train, tokenizer, 32)
 
 
-# The longest files first: with two test processes (pytest.ini) each takes one of them
-# while the other works through the short files, instead of both waiting at the end.
-LONGEST_FIRST = ("test_reproduce.py", "test_resume.py", "test_end_to_end.py",
-                 "test_own_data_cli.py", "test_distiller.py")
+# The longest files first.  pytest-xdist (pytest.ini) hands each of its two processes a
+# first batch of three files in this order, so the two longest go to different processes.
+LONGEST_FIRST = ("test_reproduce.py", "test_end_to_end.py", "test_distiller.py",
+                 "test_resume.py", "test_own_data_cli.py", "test_cli_errors.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -66,7 +66,13 @@ def kill_mid_epoch(run, model_dir, epoch, batch):
     return seen
 
 
-@pytest.mark.parametrize("source", ["synthetic", "own_data"])
+# The own-data variant runs the same check on CSV files (both sources end in the same
+# data.Features and make_dataset); it is left out of the default suite for CI's time:
+# run it with KD_KERAS_LONG_TESTS=1.
+SOURCES = ["synthetic"] + (["own_data"] if os.environ.get("KD_KERAS_LONG_TESTS") else [])
+
+
+@pytest.mark.parametrize("source", SOURCES)
 def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source):
     run = run_flags(source, str(tmp_path / "data"))
     teacher_dir = str(tmp_path / "teacher_run")
