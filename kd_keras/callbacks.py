@@ -222,9 +222,7 @@ class StageController(keras.callbacks.Callback):
         next_index = model.active_stage + 1
         # The variables move on now (the step follows at the next fit), so a backup
         # written at this epoch end resumes in the next stage.
-        model.stage_index.assign(next_index)
-        model.epochs_in_stage.assign(0)
-        model.stage_start.assign(keras.ops.cast(model.optimizer.iterations, "int64"))
+        model.set_stage(next_index, retrace=False)
         store_run_state(model, "stages", self.history)
         if next_index >= len(model.stages):
             model.run_finished = True

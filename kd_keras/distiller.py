@@ -253,13 +253,21 @@ class Distiller(keras.Model):
         active = self.stages[self.active_stage if index is None else index]
         return any(terms_lib.LOGITS in term.needs for term in active)
 
-    def set_stage(self, index: int) -> None:
-        """Moves to stage ``index`` from the current optimizer step, and retraces."""
+    def set_stage(self, index: int, retrace: bool = True) -> None:
+        """Moves to stage ``index`` from the current optimizer step.
+
+        Args:
+            index: the stage (len(stages) once the schedule is done).
+            retrace: make the step follow now; False leaves that to the next
+                sync_stage (StageController at an epoch's end, whose later callbacks
+                still read the stage that epoch ran).
+        """
         self.stage_index.assign(index)
         self.epochs_in_stage.assign(0)
         if getattr(self, "optimizer", None) is not None:
             self.stage_start.assign(ops.cast(self.optimizer.iterations, "int64"))
-        self.sync_stage()
+        if retrace:
+            self.sync_stage()
 
     def sync_stage(self) -> bool:
         """Makes the step follow ``stage_index`` (after a restore, say); True when the
