@@ -44,6 +44,9 @@ class DataConfig:
     max_seq_length: int = option(128, "Longest input in tokens.")
     batch_size: int = option(32, "Global training batch size.")
     eval_batch_size: int = option(64, "Evaluation batch size.")
+    speed_seconds: float = option(
+        1.0, "Time each model's dev passes for at least this long (3 passes at least, "
+        "alternating) to measure the student's speed-up; 0: 3 passes each.")
     skip_bad_rows: bool = option(False, "Skip malformed rows (and report how many) instead "
                                  "of failing.")
     max_train_examples: Optional[int] = option(None, "Use only the first N training "
@@ -252,6 +255,8 @@ def validate(config: RunConfig) -> RunConfig:
             raise ValueError(f"{flag} must be positive, got {value}.")
     if config.data.max_seq_length < 8:
         raise ValueError("--max_seq_length must be at least 8.")
+    if config.data.speed_seconds < 0:
+        raise ValueError("--speed_seconds must be 0 or more.")
     if not 0.0 <= config.train.warmup_proportion < 1.0:
         raise ValueError("--warmup_proportion must be in [0, 1).")
     from kd_keras import terms

@@ -422,9 +422,11 @@ def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.
     dominates). A model's speed comes from its median pass, so a burst of load from
     another process spoils a round, not the comparison.
     """
-    dataset = data.make_dataset(features, batch_size, training=False)
+    # Batches are padded once, before any timing: at short lengths the input pipeline
+    # costs as much as a small model's forward and would shrink the measured speed-up.
+    batches = [x for x, _ in data.make_dataset(features, batch_size, training=False)]
     forwards = {name: _logits_function(classifier) for name, classifier in classifiers.items()}
-    logits = {name: np.concatenate([forward(x).numpy() for x, _ in dataset])
+    logits = {name: np.concatenate([forward(x).numpy() for x in batches])
               for name, forward in forwards.items()}
     passes = {name: [] for name in forwards}
     order = list(forwards)
@@ -432,7 +434,7 @@ def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.
            or min(sum(times) for times in passes.values()) < min_seconds):
         for name in order:
             start = time.perf_counter()
-            for x, _ in dataset:
+            for x in batches:
                 forwards[name](x).numpy()
             passes[name].append(time.perf_counter() - start)
         order.reverse()
@@ -477,7 +479,8 @@ def evaluate(config: RunConfig, task: TaskData, teacher: EncoderClassifier,
     spec, batch = task.spec, config.data.eval_batch_size
     report = {}
     models_by_name = {"teacher": teacher, "student": student}
-    dev_logits, speeds = logits_and_speeds(models_by_name, task.dev, batch)
+    dev_logits, speeds = logits_and_speeds(models_by_name, task.dev, batch,
+                                           min_seconds=config.data.speed_seconds)
     saved = {"labels": task.dev.labels, "teacher_logits": dev_logits["teacher"],
              "student_logits": dev_logits["student"]}
     for name, classifier in models_by_name.items():

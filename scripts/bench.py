@@ -34,7 +34,7 @@ import tensorflow as tf  # noqa: E402
 from kd_keras import distiller, export, losses, models, schedules  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_sizes import SIZES  # noqa: E402
+from bench_sizes import SIZES, cpu_description  # noqa: E402
 
 BENCH_DIR = os.path.join(REPO, "benchmarks")
 
@@ -222,25 +222,6 @@ def run_rss(args, size: dict) -> dict:
             "rss_after_build_mib": before}
 
 
-def cpu_description() -> dict:
-    """The CPU model and the vector extensions that decide TensorFlow's speed on it."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name") and model in ("", platform.machine()):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
-    return {"model": model, "isa": isa, "bfloat16": bf16,
-            "tag": "-".join(model.lower().split()[:2] + [isa.lower().replace("-", "")]
-                            + (["bf16"] if bf16 else []))}
-
-
 def environment(args) -> dict:
     return {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
             "cpus": os.cpu_count(), "cpu": cpu_description(),
@@ -272,6 +253,34 @@ def targets_table(r: dict, peer: dict) -> list:
         met = value <= bound if sense == "<=" else value >= bound
         lines.append(f"| {label} | {value:.3f} | {'yes' if met else '**no**'} |")
     return lines + [""]
+
+
+def speedup_section(result: dict) -> list:
+    """scripts/bench_speedup.py's table: the student's speed-up at short lengths."""
+    shapes, cpu = result["shapes"], result["cpu"]
+    lines = [f"## Speed-up at short lengths: {shapes['teacher_layers']} -> "
+             f"{shapes['student_layers']} layers, hidden {shapes['hidden']}, batch "
+             f"{shapes['batch']} ({cpu['model']}, {cpu['isa']}, bfloat16 "
+             f"{'yes' if cpu['bfloat16'] else 'no'})", "",
+             f"{result['date']}, {result['cpus']} CPUs, `scripts/bench_speedup.py`: "
+             f"{len(result['runs'])} runs in separate processes, {shapes['dev_examples']} "
+             "dev examples of 4-40 tokens (most under 16), random weights.", "",
+             "| measurement | " + " | ".join(f"run {i} teacher / student ex/s, speed-up"
+                                            for i in range(1, len(result["runs"]) + 1))
+             + " | spread |", "|---|" + "---:|" * (len(result["runs"]) + 1)]
+    for name, value in result["summary"].items():
+        cells = [f"{run[name]['teacher']:,.0f} / {run[name]['student']:,.0f}, "
+                 f"{run[name]['speedup']:.2f}x" for run in result["runs"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {value['spread']:.1%} |")
+    serving = min(result["summary"]["serving_batch_32_len_16"]["speedups"])
+    spread = result["summary"]["dev_pass"]["spread"]
+    lines += ["", "| target | measured | met |", "|---|---:|---|",
+              f"| results.json speed-up: two runs within {result['agreement_bound']:.0%} "
+              f"| {spread:.1%} | {'yes' if spread <= result['agreement_bound'] else '**no**'} |",
+              f"| serving student / teacher at batch 32, length 16 >= "
+              f"{result['serving_target']}x (lowest run) | {serving:.2f}x | "
+              f"{'yes' if serving >= result['serving_target'] else '**no**'} |", ""]
+    return lines
 
 
 def write_markdown() -> str:
@@ -365,6 +374,8 @@ def write_markdown() -> str:
                       "(TextBrewer computes every layer in every step).", ""]
         if key.startswith("base"):
             lines += targets_table(result["ratios"], peer_ratios)
+    for key in sorted(k for k in found if k.startswith("speedup@")):
+        lines += speedup_section(found[key])
     notes = os.path.join(BENCH_DIR, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as handle:

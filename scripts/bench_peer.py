@@ -6,8 +6,8 @@ This machine's speed drifts by 20-30% within an hour, so a ratio of two timings 
 different times carries that drift.  Here every round times both steps back to back
 (each in a fresh process, after warm-up, median of --repeats), the order alternating
 between rounds so that a steady drift favours neither side, and the ratio is taken per
-round.  The median round ratio goes to benchmarks/peer_<size>.json, which bench.py's
-BENCHMARKS.md uses for the peer targets.  --peer_python is the virtualenv with torch and
+round.  The median round ratio goes to benchmarks/peer_<size>@<cpu tag>.json, which
+bench.py's BENCHMARKS.md uses for the peer targets.  --peer_python is the virtualenv with torch and
 TextBrewer (see scripts/bench_textbrewer.py).
 """
 
@@ -69,7 +69,11 @@ def main() -> int:
           f"over {args.rounds} rounds ({result['min_ratio']:.2f}-{result['max_ratio']:.2f}x)")
     if not args.no_write:
         os.makedirs(BENCH_DIR, exist_ok=True)
-        with open(os.path.join(BENCH_DIR, f"peer_{args.size}.json"), "w") as handle:
+        sys.path.insert(0, SCRIPTS)
+        from bench_sizes import cpu_description
+
+        tag = cpu_description()["tag"]
+        with open(os.path.join(BENCH_DIR, f"peer_{args.size}@{tag}.json"), "w") as handle:
             json.dump(result, handle, indent=2)
         subprocess.run([sys.executable, os.path.join(SCRIPTS, "bench.py"), "--markdown_only"],
                        check=True)

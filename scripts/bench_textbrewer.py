@@ -11,7 +11,7 @@ cross-entropy, and for every matched layer pair the attention cross-entropy (KL 
 the teacher's constant entropy) and the [CLS] hidden-state cosine loss.  A step is what
 TextBrewer's training loop does per batch: train_on_batch (both forwards, adaptors,
 losses), backward, gradient clipping, optimizer step.  Writes
-benchmarks/textbrewer_<size>.json; run scripts/bench.py afterwards (or before: it
+benchmarks/textbrewer_<size>@<cpu tag>.json; run scripts/bench.py afterwards (or before: it
 rebuilds BENCHMARKS.md from every JSON) to see the comparison.
 """
 
@@ -29,7 +29,7 @@ from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
 from transformers import BertConfig, BertForSequenceClassification
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_sizes import SIZES, mapping  # noqa: E402
+from bench_sizes import SIZES, cpu_description, mapping  # noqa: E402
 
 BENCH_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                          "benchmarks")
@@ -139,7 +139,7 @@ def main() -> int:
         return 0
     # Earlier runs at the same shapes stay in the record: the peer's timing varies from
     # run to run more than ours, so BENCHMARKS.md compares against the median run.
-    path = os.path.join(BENCH_DIR, f"textbrewer_{args.size}.json")
+    path = os.path.join(BENCH_DIR, f"textbrewer_{args.size}@{cpu_description()['tag']}.json")
     runs = []
     if os.path.exists(path):
         with open(path) as handle:

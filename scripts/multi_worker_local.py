@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_JOB = ["--task=synthetic", "--teacher=tiny", "--tiny_layers=2", "--tiny_hidden_size=32",
             "--tiny_heads=2", "--teacher_epochs=1", "--student_layers=1", "--schedule=sid",
             "--epochs=1", "--epochs_per_stage=1", "--synthetic_size=256",
-            "--max_seq_length=32", "--batch_size=32"]
+            "--max_seq_length=32", "--batch_size=32", "--speed_seconds=0"]
 
 
 def free_ports(count):

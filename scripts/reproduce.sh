@@ -39,7 +39,8 @@ if [[ "${REDUCED:-0}" == "1" ]]; then
   SWEEP_LAYERS=${SWEEP_LAYERS-"1 2"}
   STUDENT_LAYERS=2
   COMMON=(--teacher=tiny --tiny_layers=4 --tiny_hidden_size=32 --tiny_heads=2
-          --synthetic_size=256 --max_seq_length=32 --batch_size=32 --learning_rate=5e-4)
+          --synthetic_size=256 --max_seq_length=32 --batch_size=32 --learning_rate=5e-4
+          --speed_seconds=0)
   teacher_flags() { echo "--teacher_epochs=2 --teacher_learning_rate=1e-3"; }
   STAGE_EPOCHS=1; CLASSIFIER_EPOCHS=1
 else

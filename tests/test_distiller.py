@@ -432,6 +432,31 @@ def test_logits_and_speeds_give_each_models_own_logits(teacher, synthetic_featur
     assert not np.allclose(logits["teacher"], logits["student"])
 
 
+def test_speed_timing_reads_no_input_pipeline(teacher, synthetic_features, monkeypatch):
+    """The dev batches are padded once: the timed passes (3 rounds at least) run only the
+    models, so the input pipeline's cost never enters the speed-up."""
+    from kd_keras import data, pipeline
+
+    iterations = []
+
+    class CountedDataset:
+        def __init__(self, dataset):
+            self.dataset = dataset
+
+        def __iter__(self):
+            iterations.append(1)
+            return iter(self.dataset)
+
+    real = data.make_dataset
+    monkeypatch.setattr(pipeline.data, "make_dataset",
+                        lambda *args, **kwargs: CountedDataset(real(*args, **kwargs)))
+    student = tiny_teacher(num_layers=1, seed=5)
+    _, speeds = pipeline.logits_and_speeds({"teacher": teacher, "student": student},
+                                           synthetic_features, 32, min_seconds=0)
+    assert len(iterations) == 1
+    assert all(np.isfinite(value) and value > 0 for value in speeds.values())
+
+
 def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
         synthetic_features, tmp_path, monkeypatch):
     """The first run writes the logits; a second run with the same teacher and data reads

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 TINY_RUN = ["--task=synthetic", "--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48",
             "--tiny_heads=3", "--teacher_epochs=2", "--student_layers=2", "--epochs=1",
             "--epochs_per_stage=2", "--synthetic_size=256", "--max_seq_length=32",
-            "--batch_size=32"]
+            "--batch_size=32", "--speed_seconds=0"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -99,9 +99,10 @@ def test_export_matches_student(sid_run, tokenizer):
     assert not [n for n in os.listdir(os.path.join(model_dir, "export")) if n.startswith(".")]
 
 
-def test_pid_pipeline_stage_sequence(tmp_path):
+def test_pid_pipeline_stage_sequence(sid_run, tmp_path):
+    teacher = os.path.join(sid_run[0], "teacher")  # fine-tuned there: no second fine-tuning
     run_cli(*TINY_RUN, "--schedule=pid", f"--model_dir={tmp_path}", "--cos_threshold=10",
-            "--mode=distill")
+            "--mode=distill", f"--teacher={teacher}", "--teacher_finetuned")
     with open(tmp_path / "results.json") as handle:
         stages = json.load(handle)["stages"]
     assert [(s["stage"], s["epochs"]) for s in stages] == [(1, 1), (2, 1), (3, 1)]

@@ -84,3 +84,10 @@ def test_unknown_internal_loss_is_named_with_the_choices():
     with pytest.raises(ValueError, match="unknown term 'magic'; choose from attention_kl, "
                                          "cls_cosine, hidden_mse, attention_mse, embedding_mse"):
         config_lib.validate(bad)
+
+
+def test_negative_speed_seconds_is_refused():
+    config = config_lib.RunConfig()
+    bad = dataclasses.replace(config, data=dataclasses.replace(config.data, speed_seconds=-1))
+    with pytest.raises(ValueError, match="--speed_seconds must be 0 or more"):
+        config_lib.validate(bad)

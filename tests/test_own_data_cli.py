@@ -18,7 +18,8 @@ import make_example_data  # noqa: E402
 
 TINY_MODEL = ["--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48", "--tiny_heads=3",
               "--teacher_epochs=2", "--student_layers=2", "--epochs=1",
-              "--epochs_per_stage=1", "--max_seq_length=32", "--batch_size=32"]
+              "--epochs_per_stage=1", "--max_seq_length=32", "--batch_size=32",
+              "--speed_seconds=0"]
 
 
 def read_labels(path):

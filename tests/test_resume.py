@@ -19,7 +19,7 @@ import make_example_data  # noqa: E402
 MODEL = ["--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48", "--tiny_heads=3",
          "--teacher_epochs=1", "--student_layers=2", "--epochs=1", "--epochs_per_stage=2",
          "--max_seq_length=32", "--batch_size=16", "--checkpoint_steps=3", "--schedule=sid",
-         "--mode=distill"]
+         "--mode=distill", "--speed_seconds=0"]
 
 
 def run_flags(source, folder):
