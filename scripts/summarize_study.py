@@ -148,7 +148,7 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
         " | attention KL | " + f"{main} - standard KD [95% CI] |"
     lines = [f"### {task.upper()} ({len(labels)} dev examples), {layers}-layer student", "",
              header, "|" + "---|" * (len(names) + len(extra) + 4),
-             f"| majority class | | " + " | ".join(f"{100 * baseline[m]:.1f}" for m in names)
+             "| majority class | | " + " | ".join(f"{100 * baseline[m]:.1f}" for m in names)
              + extra_majority + " | | |",
              f"| teacher ({first['teacher']['layers']} layers) | | "
              + " | ".join(f"{100 * teacher[m]:.1f}" for m in names)
