@@ -7,8 +7,8 @@ different times carries that drift.  Here every round times both steps back to b
 (each in a fresh process, after warm-up, median of --repeats), the order alternating
 between rounds so that a steady drift favours neither side, and the ratio is taken per
 round.  The median round ratio goes to benchmarks/peer_<size>@<cpu tag>.json, which
-bench.py's BENCHMARKS.md uses for the peer targets.  --peer_python is the virtualenv with torch and
-TextBrewer (see scripts/bench_textbrewer.py).
+bench.py's BENCHMARKS.md uses for the peer targets.  --peer_python is the virtualenv with
+torch and TextBrewer (see scripts/bench_textbrewer.py).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import sys
 import time
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, SCRIPTS)
+from bench_sizes import cpu_description  # noqa: E402
+
 BENCH_DIR = os.path.join(os.path.dirname(SCRIPTS), "benchmarks")
 
 
@@ -69,9 +72,6 @@ def main() -> int:
           f"over {args.rounds} rounds ({result['min_ratio']:.2f}-{result['max_ratio']:.2f}x)")
     if not args.no_write:
         os.makedirs(BENCH_DIR, exist_ok=True)
-        sys.path.insert(0, SCRIPTS)
-        from bench_sizes import cpu_description
-
         tag = cpu_description()["tag"]
         with open(os.path.join(BENCH_DIR, f"peer_{args.size}@{tag}.json"), "w") as handle:
             json.dump(result, handle, indent=2)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,27 +72,36 @@ def build_pair():
     return teacher, models.derive_student(teacher, SHAPES["student_layers"], mapping)
 
 
-def passes_in_pipeline(classifiers: dict, features, batch_size: int, rounds: int) -> dict:
-    """Examples/s with tf.data iterated inside each timed pass (the earlier harness)."""
-    import numpy as np
-
-    from kd_keras import data, pipeline
-
-    dataset = data.make_dataset(features, batch_size, training=False)
-    forwards = {name: pipeline._logits_function(model) for name, model in classifiers.items()}
-    for forward in forwards.values():
-        for x, _ in dataset:
-            forward(x).numpy()
-    times = {name: [] for name in forwards}
-    order = list(forwards)
+def alternating_medians(calls: dict, rounds: int, repeat: int = 1) -> dict:
+    """Median seconds of one call of each callable, timed ``repeat`` calls at a time in
+    rounds whose order reverses every other round (a steady drift favours neither)."""
+    times = {name: [] for name in calls}
+    order = list(calls)
     for _ in range(rounds):
         for name in order:
             start = time.perf_counter()
-            for x, _ in dataset:
-                forwards[name](x).numpy()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(repeat):
+                calls[name]()
+            times[name].append((time.perf_counter() - start) / repeat)
         order.reverse()
-    return {name: len(features) / float(np.median(t)) for name, t in times.items()}
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
+
+
+def passes_in_pipeline(classifiers: dict, features, batch_size: int, rounds: int) -> dict:
+    """Examples/s with tf.data iterated inside each timed pass (the earlier harness)."""
+    from kd_keras import data, pipeline
+
+    dataset = data.make_dataset(features, batch_size, training=False)
+
+    def one_pass(forward):
+        return lambda: [forward(x).numpy() for x, _ in dataset]
+
+    passes = {name: one_pass(pipeline._logits_function(model))
+              for name, model in classifiers.items()}
+    for run_pass in passes.values():
+        run_pass()  # tracing, warm-up
+    seconds = alternating_medians(passes, rounds)
+    return {name: len(features) / value for name, value in seconds.items()}
 
 
 def serving_speeds(classifiers: dict, folder: str, rounds: int, calls: int) -> dict:
@@ -111,19 +121,12 @@ def serving_speeds(classifiers: dict, folder: str, rounds: int, calls: int) -> d
     for name, model in classifiers.items():
         path = export.export_student(model, vocab, ["a", "b"], os.path.join(folder, name),
                                      128, True)
-        serve[name] = tf.saved_model.load(path).signatures["serving_default"]
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        serve[name] = lambda signature=signature: signature(**x)["logits"].numpy()
         for _ in range(3):
-            serve[name](**x)["logits"].numpy()
-    times = {name: [] for name in serve}
-    order = list(serve)
-    for _ in range(rounds):
-        for name in order:
-            start = time.perf_counter()
-            for _ in range(calls):
-                serve[name](**x)["logits"].numpy()
-            times[name].append((time.perf_counter() - start) / calls)
-        order.reverse()
-    return {name: SHAPES["batch"] / float(np.median(t)) for name, t in times.items()}
+            serve[name]()
+    seconds = alternating_medians(serve, rounds, repeat=calls)
+    return {name: SHAPES["batch"] / value for name, value in seconds.items()}
 
 
 def one_run(rounds: int) -> dict:
@@ -180,7 +183,8 @@ def main() -> int:
               f"  spread {value['spread']:.1%}")
     if args.no_write:
         return 0
-    from bench import cpu_description, write_markdown
+    from bench import write_markdown
+    from bench_sizes import cpu_description
 
     cpu = cpu_description()
     result = {"shapes": SHAPES, "date": time.strftime("%Y-%m-%d"), "cpu": cpu,
