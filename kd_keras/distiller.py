@@ -123,10 +123,16 @@ def make_optimizer(learning_rate: float, total_steps: int, warmup_proportion: fl
     return optimizer
 
 
+def _on_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
 def _global_mean(per_example):
     """Mean over the global batch: under tf.distribute each replica divides its sum by
     the global batch size, so N replicas make the update one replica makes (Keras' raw
     ops do not scale by the replica count by themselves)."""
+    if not _on_tensorflow():
+        return ops.mean(per_example)
     import tensorflow as tf
 
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -138,6 +144,8 @@ def _step_outputs(results: Dict) -> Dict:
     """Metric results as a step returns them.  Under MultiWorkerMirroredStrategy Keras
     reduces step outputs with a mean along axis 0, which a scalar lacks: there each value
     travels as shape [1] and arrives as the scalar mean over workers."""
+    if not _on_tensorflow():
+        return results
     import tensorflow as tf
 
     extended = tf.distribute.get_strategy().extended
@@ -265,7 +273,9 @@ class Distiller(keras.Model):
         self.stage_index.assign(index)
         self.epochs_in_stage.assign(0)
         if getattr(self, "optimizer", None) is not None:
-            self.stage_start.assign(ops.cast(self.optimizer.iterations, "int64"))
+            # A Python int, not the counter's own buffer: JAX would donate one buffer
+            # twice if two variables shared it.
+            self.stage_start.assign(int(ops.convert_to_numpy(self.optimizer.iterations)))
         if retrace:
             self.sync_stage()
 
@@ -329,6 +339,25 @@ class Distiller(keras.Model):
             if number >= lowest:
                 variables += projection.trainable_variables
         return variables
+
+    def step_variables(self, x: Dict, active: Sequence[Term]) -> List:
+        """What a train step updates: stage_variables, less what the step does not read
+        (layers above its deepest pair, the classifier when no term reads logits,
+        projections of terms without hidden states).  TensorFlow finds these as the
+        variables without a gradient; JAX gives them zeros, which AdamW would still
+        decay, so its step filters by this list."""
+        needs = self.requirements(x, active)
+        read = list(self.student.embeddings.trainable_variables)
+        for layer in self.student.encoder_layers[:needs.student_layers]:
+            read += layer.trainable_variables
+        if needs.student_logits:
+            read += self.student.head.trainable_variables
+        for term in active:
+            if term.pair and term.pair[0] in self.projections and (
+                    terms_lib.CLS in term.needs or terms_lib.HIDDEN_STATES in term.needs):
+                read += self.projections[term.pair[0]].trainable_variables
+        read = {id(v) for v in read}
+        return [v for v in self.stage_variables(active) if id(v) in read]
 
     def fit_schedule(self, epoch_data: Callable, steps_per_epoch: int,
                      callbacks: Sequence = (), validation_data=None, start_epoch: int = 0,
@@ -455,7 +484,16 @@ class Distiller(keras.Model):
             results["accuracy"] = self.accuracy.result()
         return results
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """One optimizer step: (data) -> logs on TensorFlow; (state, data) -> (logs,
+        state) on JAX (kd_keras.jax_steps)."""
+        if not _on_tensorflow():
+            from kd_keras import jax_steps
+
+            return jax_steps.train_step(self, *args)
+        return self._tensorflow_train_step(*args)
+
+    def _tensorflow_train_step(self, data):
         import tensorflow as tf
 
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -468,14 +506,24 @@ class Distiller(keras.Model):
             # float16: the loss scaled up so small gradients do not vanish (a no-op for
             # other optimizers); apply() unscales.
             scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, variables)
+        # An embedding lookup's gradient arrives as IndexedSlices, one row per token with
+        # repeated ids unsummed: clipnorm would measure those rows, not the gradient.
+        # Summed into dense tensors, every gradient is clipped by its own norm (as JAX,
+        # whose gradients are dense, does); Keras' AdamW updates densely anyway.
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in tape.gradient(scaled, variables)]
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
         self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
         results = self._update_metrics(total, values, y, logits)
         results["stage"] = ops.cast(self.stage_index, "float32") + 1.0
         return _step_outputs(results)
 
-    def test_step(self, data):
+    def test_step(self, *args):
+        if not _on_tensorflow():
+            from kd_keras import jax_steps
+
+            return jax_steps.test_step(self, *args)
+        data, = args
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = {k: v for k, v in x.items() if k != TEACHER_LOGITS}
         active = self.evaluation_terms
@@ -483,7 +531,12 @@ class Distiller(keras.Model):
                                                    training=False)
         return _step_outputs(self._update_metrics(total, values, y, logits))
 
-    def predict_step(self, data):
+    def predict_step(self, *args):
+        if not _on_tensorflow():
+            from kd_keras import jax_steps
+
+            return jax_steps.predict_step(self, *args)
+        data, = args
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return ops.cast(self.student(x, training=False), "float32")
 

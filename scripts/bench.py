@@ -31,10 +31,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kd_keras import distiller, export, losses, models, schedules  # noqa: E402
+from kd_keras import distiller, losses, models, schedules  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_sizes import SIZES, cpu_description  # noqa: E402
+from bench_sizes import SIZES, cpu_description, serving_signature  # noqa: E402
 
 BENCH_DIR = os.path.join(REPO, "benchmarks")
 
@@ -129,12 +129,7 @@ def naive_step(teacher, student, mapping, x, y):
 
 def serving_call(model, size: dict, folder: str, batch: int):
     """Exports ``model`` like the student export and returns a timed serving call."""
-    import tensorflow_text  # noqa: F401  (the export's raw-text signature needs its ops)
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
-        f"w{i}" for i in range(size["vocab"] - 5)]
-    path = export.export_student(model, vocab, ["a", "b"], folder, size["seq"], True)
-    serve = tf.saved_model.load(path).signatures["serving_default"]
+    serve = serving_signature(model, size["vocab"], folder, size["seq"])
     x, _ = make_inputs(size, batch, seed=3)
     return lambda: serve(**x)["logits"].numpy()
 

@@ -1,5 +1,6 @@
 """Benchmark shapes shared by bench.py (TensorFlow) and bench_textbrewer.py (PyTorch),
-and the CPU description every benchmark file is named by."""
+the CPU description every benchmark file is named by, and the student export the
+serving timings call (TensorFlow only, imported when used)."""
 
 import platform
 
@@ -35,3 +36,17 @@ def cpu_description() -> dict:
             "tag": "-".join(model.lower().replace("(r)", "").replace("(tm)", "").split()[:2]
                             + [isa.lower().replace("-", "")]
                             + (["bf16"] if bf16 else []))}
+
+
+def serving_signature(model, vocab_size: int, folder: str, max_seq_length: int):
+    """Exports ``model`` as the student export does (a made-up vocabulary of
+    ``vocab_size`` tokens) and returns its loaded ``serving_default`` signature."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the export's raw-text signature needs its ops)
+
+    from kd_keras import export
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
+        f"w{i}" for i in range(vocab_size - 5)]
+    path = export.export_student(model, vocab, ["a", "b"], folder, max_seq_length, True)
+    return tf.saved_model.load(path).signatures["serving_default"]

@@ -108,20 +108,14 @@ def serving_speeds(classifiers: dict, folder: str, rounds: int, calls: int) -> d
     """Examples/s of each exported model's serving_default at batch 32, length 16."""
     import numpy as np
     import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (the export's raw-text signature needs its ops)
+    from bench_sizes import serving_signature
 
-    from kd_keras import export
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
-        f"w{i}" for i in range(SHAPES["vocab"] - 5)]
     features = short_dev_set(SHAPES["batch"], SHAPES["vocab"], seed=5)
     x = {name: tf.constant(np.resize(values, (SHAPES["batch"], 16)))
          for name, values in features.flat.items()}
     serve = {}
     for name, model in classifiers.items():
-        path = export.export_student(model, vocab, ["a", "b"], os.path.join(folder, name),
-                                     128, True)
-        signature = tf.saved_model.load(path).signatures["serving_default"]
+        signature = serving_signature(model, SHAPES["vocab"], os.path.join(folder, name), 128)
         serve[name] = lambda signature=signature: signature(**x)["logits"].numpy()
         for _ in range(3):
             serve[name]()

@@ -483,3 +483,29 @@ def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
     changed = pipeline.cached_teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
     assert len(list(tmp_path.glob("teacher_logits_*.npy"))) == 2
     assert not np.allclose(changed, expected)
+
+
+def test_clipnorm_measures_each_gradient_with_repeated_token_ids_summed():
+    """An embedding gradient arrives as one row per token; clipnorm must measure the
+    summed gradient.  SGD with clipnorm: w - lr * g * min(1, c / ||g||), g dense."""
+    import tensorflow as tf
+
+    student = tiny_teacher(num_layers=1, dropout=0.0, seed=4)
+    model = distiller.Distiller(student, None, [[terms.HardLabel()]])
+    model.compile(optimizer=keras.optimizers.SGD(0.5, clipnorm=0.05))
+    model.build_optimizer()
+    x, y = make_batch(batch=6, seq=10)
+    x["input_ids"] = tf.constant(np.where(x["attention_mask"].numpy() > 0, 7, 0))  # id 7 repeats
+    variables = model.trainable_student_variables
+    with tf.GradientTape() as tape:
+        total, _, _ = model.compute_terms(x, y, model.terms, None, training=True)
+        loss = tf.reduce_mean(total)
+    expected = []
+    for v, g in zip(variables, tape.gradient(loss, variables)):
+        g = tf.convert_to_tensor(g).numpy()
+        expected.append(v.numpy() - 0.5 * g * min(1.0, 0.05 / np.linalg.norm(g)))
+    model.train_on_batch(x, y)
+    words = next(k for k, v in enumerate(variables) if v.path == "embeddings/word/embeddings")
+    for k, v in enumerate(variables):
+        np.testing.assert_allclose(v.numpy(), expected[k], atol=1e-6, err_msg=v.path)
+    assert np.abs(variables[words].numpy()[7] - expected[words][7]).max() < 1e-6

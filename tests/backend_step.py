@@ -1,0 +1,87 @@
+"""Helper for test_backends.py, run in its own process on the backend KERAS_BACKEND names
+(the backend is fixed when Keras is first imported).
+
+    KERAS_BACKEND=jax python tests/backend_step.py WEIGHTS.npz OUT.npz
+
+Builds a tiny teacher and a narrower student (so the [CLS] projections are used), loads
+both models' weights from WEIGHTS.npz when it exists (and writes them there when it does
+not: the first backend run makes them), then for each case -- the `all` step, a sid
+internal stage, a pid stage with the lower layers frozen, the classifier stage -- runs one
+AdamW train step from the same starting weights with dropout off and writes every loss
+term the step reported and the student's weights after it to OUT.npz.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+import keras  # noqa: E402
+
+from kd_keras import distiller, encoders, schedules  # noqa: E402
+from kd_keras.encoders import EncoderConfig  # noqa: E402
+
+# A wide initializer, so attention is far from uniform and the terms far from 0.
+TEACHER = EncoderConfig("bert", 97, 48, 4, 3, 60, max_positions=64, hidden_dropout=0.0,
+                        attention_dropout=0.0, classifier_dropout=0.0, initializer_range=0.3)
+STUDENT = TEACHER.replace(num_layers=2, hidden_size=36, intermediate_size=40)
+MAPPING = [(1, 2), (2, 4)]
+# (name, schedule, stage index, freeze_lower_layers)
+CASES = [("all", "all", 0, False), ("sid_stage_1", "sid", 0, False),
+         ("pid_stage_2_frozen", "pid", 1, True), ("sid_classifier", "sid", 2, False)]
+
+
+def batch():
+    rng = np.random.RandomState(0)
+    ids = rng.randint(5, 97, size=(6, 10)).astype(np.int32)
+    mask = np.ones((6, 10), np.int32)
+    mask[3:, 7:] = 0
+    x = {"input_ids": ids * mask, "attention_mask": mask,
+         "token_type_ids": (np.arange(10)[None, :] >= 5).astype(np.int32) * mask}
+    return x, rng.randint(0, 2, size=6).astype(np.int32)
+
+
+def models(weights_path):
+    keras.utils.set_random_seed(3)
+    teacher, student = encoders.build(TEACHER), encoders.build(STUDENT)
+    if os.path.exists(weights_path):
+        saved = np.load(weights_path)
+        for prefix, model in (("t", teacher), ("s", student)):
+            for k, variable in enumerate(model.weights):
+                variable.assign(saved[f"{prefix}{k}"])
+    else:
+        np.savez(weights_path, **{f"{prefix}{k}": np.asarray(v)
+                                  for prefix, model in (("t", teacher), ("s", student))
+                                  for k, v in enumerate(model.weights)})
+    return teacher, student
+
+
+def one_step(name, schedule, stage, freeze, weights_path, x, y, found):
+    teacher, student = models(weights_path)
+    stages = schedules.build_schedule(schedule, len(MAPPING), 1, 1)
+    model = distiller.for_schedule(student, teacher, MAPPING, stages,
+                                   freeze_lower_layers=freeze)
+    rng = np.random.RandomState(7)
+    for _, projection in sorted(model.projections.items()):  # the same start on both
+        projection.kernel.assign(rng.normal(0, 0.2, projection.kernel.shape).astype(np.float32))
+        projection.bias.assign(np.zeros(projection.bias.shape, np.float32))
+    model.compile(optimizer=distiller.make_optimizer(1e-3, 100, 0.0, 0.01))
+    model.build_optimizer()
+    model.set_stage(stage)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    for term, value in logs.items():
+        found[f"{name}/{term}"] = np.float64(value)
+    for k, variable in enumerate(model.trainable_student_variables):
+        found[f"{name}/weight{k}"] = np.asarray(variable)
+
+
+def main(weights_path, out_path):
+    x, y = batch()
+    found = {}
+    for case in CASES:
+        one_step(*case, weights_path, x, y, found)
+    np.savez(out_path, backend=keras.backend.backend(), **found)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
