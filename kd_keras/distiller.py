@@ -223,12 +223,14 @@ class Distiller(keras.Model):
                 projection = keras.layers.Dense(teacher.hidden_size, name=f"proj_s{layer}")
                 projection.build((None, student.hidden_size))
                 self.projections[layer] = projection
-        self.stage_index = keras.Variable(0, dtype="int64", trainable=False,
+        # int64 where the backend has it (JAX computes in int32 unless told otherwise).
+        counter = "int64" if _on_tensorflow() else "int32"
+        self.stage_index = keras.Variable(0, dtype=counter, trainable=False,
                                           name="stage_index")
-        self.epochs_in_stage = keras.Variable(0, dtype="int64", trainable=False,
+        self.epochs_in_stage = keras.Variable(0, dtype=counter, trainable=False,
                                               name="epochs_in_stage")
         # The optimizer step at which the current stage began (StageWarmup reads it).
-        self.stage_start = keras.Variable(0, dtype="int64", trainable=False,
+        self.stage_start = keras.Variable(0, dtype=counter, trainable=False,
                                           name="stage_start")
         self.active_stage = 0
         # Set by a callback when the run is over (last stage done, early stop, NaN).

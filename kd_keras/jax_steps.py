@@ -79,7 +79,9 @@ def train_step(model, state: Tuple, data) -> Tuple:
     # for the rest and leaves it alone (no weight decay, no moment update) -- so must we.
     chosen = {id(v) for v in model.step_variables(x, active)}
     pairs = [(g, v) for g, v in zip(gradients, trainable_variables) if id(v) in chosen]
+    # The non-trainable values too: StageWarmup reads the Distiller's stage_start.
     mapping = (list(zip(trainable_variables, trainable))
+               + list(zip(non_trainable_variables, non_trainable))
                + list(zip(model.optimizer.variables, optimizer_values)))
     with keras.StatelessScope(state_mapping=mapping) as scope:
         model.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])

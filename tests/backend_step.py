@@ -6,7 +6,8 @@
 Builds a tiny teacher and a narrower student (so the [CLS] projections are used), loads
 both models' weights from WEIGHTS.npz when it exists (and writes them there when it does
 not: the first backend run makes them), then for each case -- the `all` step, a sid
-internal stage, a pid stage with the lower layers frozen, the classifier stage -- runs one
+internal stage, a pid stage with the lower layers frozen, the classifier stage with the
+warm-up restarted at its start (--stage_warmup) -- runs one
 AdamW train step from the same starting weights with dropout off and writes every loss
 term the step reported and the student's weights after it to OUT.npz.
 """
@@ -26,9 +27,10 @@ TEACHER = EncoderConfig("bert", 97, 48, 4, 3, 60, max_positions=64, hidden_dropo
                         attention_dropout=0.0, classifier_dropout=0.0, initializer_range=0.3)
 STUDENT = TEACHER.replace(num_layers=2, hidden_size=36, intermediate_size=40)
 MAPPING = [(1, 2), (2, 4)]
-# (name, schedule, stage index, freeze_lower_layers)
-CASES = [("all", "all", 0, False), ("sid_stage_1", "sid", 0, False),
-         ("pid_stage_2_frozen", "pid", 1, True), ("sid_classifier", "sid", 2, False)]
+# (name, schedule, stage index, freeze_lower_layers, stage warm-up)
+CASES = [("all", "all", 0, False, False), ("sid_stage_1", "sid", 0, False, False),
+         ("pid_stage_2_frozen", "pid", 1, True, False),
+         ("sid_classifier_stage_warmup", "sid", 2, False, True)]
 
 
 def batch():
@@ -56,7 +58,7 @@ def models(weights_path):
     return teacher, student
 
 
-def one_step(name, schedule, stage, freeze, weights_path, x, y, found):
+def one_step(name, schedule, stage, freeze, stage_warmup, weights_path, x, y, found):
     teacher, student = models(weights_path)
     stages = schedules.build_schedule(schedule, len(MAPPING), 1, 1)
     model = distiller.for_schedule(student, teacher, MAPPING, stages,
@@ -65,9 +67,16 @@ def one_step(name, schedule, stage, freeze, weights_path, x, y, found):
     for _, projection in sorted(model.projections.items()):  # the same start on both
         projection.kernel.assign(rng.normal(0, 0.2, projection.kernel.shape).astype(np.float32))
         projection.bias.assign(np.zeros(projection.bias.shape, np.float32))
-    model.compile(optimizer=distiller.make_optimizer(1e-3, 100, 0.0, 0.01))
+    model.compile(optimizer=distiller.make_optimizer(
+        1e-3, 100, 0.1 if stage_warmup else 0.0, 0.01,
+        model.stage_start if stage_warmup else None))
     model.build_optimizer()
-    model.set_stage(stage)
+    if stage_warmup:  # the stage began at step 5; this is step 7: 2/10 of the warm-up
+        model.optimizer.iterations.assign(5)
+        model.set_stage(stage)
+        model.optimizer.iterations.assign(7)
+    else:
+        model.set_stage(stage)
     logs = model.train_on_batch(x, y, return_dict=True)
     for term, value in logs.items():
         found[f"{name}/{term}"] = np.float64(value)
