@@ -112,18 +112,23 @@ class TrainingBackup(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        # Counted here, not read after each batch: on JAX the variables hold their values
+        # only between epochs unless a callback syncs them (which costs a copy).
+        self.steps_before_epoch = int(keras.ops.convert_to_numpy(
+            self.model.optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.save_steps:
             return
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        if step % self.save_steps == 0:
+        if (self.steps_before_epoch + batch + 1) % self.save_steps == 0:
             self.save(self.epoch, self.model.first_batch + batch + 1)
 
     def save(self, epoch: int, next_batch: int) -> None:
         """Writes the backup: training continues at (epoch, next_batch)."""
         if not self.writes:
             return
+        if hasattr(self.model, "jax_state_sync"):  # JAX: the step's values into variables
+            self.model.jax_state_sync()
         variables = self.model.backup_variables()
         arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
         with files.atomic_folder(self.backup_dir) as staging:

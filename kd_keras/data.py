@@ -19,6 +19,7 @@ import os
 import socket
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+import keras
 import numpy as np
 
 from kd_keras import files
@@ -614,17 +615,63 @@ def _training_boundaries(lengths: np.ndarray) -> List[int]:
     return [b for b in bucket_boundaries(max(longest, 2)) if b <= longest]
 
 
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int
+                  ) -> List[np.ndarray]:
+    """The example indices of each batch of one training epoch, a pure function of
+    (seed, epoch): examples in a shuffled order go to length buckets (16 tokens wide), a
+    bucket that fills becomes the next batch, and what is left in each bucket at the end
+    of the epoch becomes one last, shorter batch per bucket.
+
+    Args:
+        lengths: tokens per example, int [num_examples].
+        batch_size: global batch size.
+        seed: shuffle seed.
+        epoch: 0-based epoch.
+
+    Returns:
+        batches_per_epoch(lengths, batch_size) arrays of example indices, int64 [<= batch].
+    """
+    order = np.random.default_rng([int(seed), int(epoch)]).permutation(len(lengths))
+    boundaries = _training_boundaries(lengths)
+    bucket_of = np.searchsorted(np.asarray(boundaries), lengths, side="right")
+    open_buckets: Dict[int, List[int]] = {}
+    batches = []
+    for index in order:
+        bucket = open_buckets.setdefault(int(bucket_of[index]), [])
+        bucket.append(int(index))
+        if len(bucket) == batch_size:
+            batches.append(np.asarray(bucket, np.int64))
+            bucket.clear()
+    batches += [np.asarray(open_buckets[b], np.int64) for b in sorted(open_buckets)
+                if open_buckets[b]]
+    return batches
+
+
+def _plan(features: Features, batch_size: int, training: bool, seed: int, epochs: int,
+          start_epoch: int, start_batch: int) -> List[np.ndarray]:
+    """Every batch's example indices, in the order a run (or a resumed one) reads them."""
+    if not training:
+        return [np.arange(start, min(start + batch_size, len(features)))
+                for start in range(0, len(features), batch_size)]
+    plan = []
+    for epoch in range(start_epoch, epochs):
+        batches = epoch_batches(features.lengths, batch_size, seed, epoch)
+        plan += batches[start_batch:] if epoch == start_epoch else batches
+    return plan
+
+
 def make_dataset(features: Features, batch_size: int, training: bool, seed: int = 0,
                  extra: Optional[Dict[str, np.ndarray]] = None, epochs: int = 1,
                  start_epoch: int = 0, start_batch: int = 0):
-    """Builds the tf.data pipeline over tokenized features.
+    """The batches a run reads, on the backend Keras runs on.
 
     Training: epochs ``start_epoch .. epochs - 1`` back to back, the first one entered at
-    batch ``start_batch``.  Each epoch's order is a pure function of (seed, epoch) and
-    examples are bucketed by length and padded per batch, so a run resumed at any
-    (epoch, batch) sees exactly the batches an uninterrupted run would.  Every epoch has
-    ``batches_per_epoch(features.lengths, batch_size)`` batches.  Evaluation: in file
-    order, padded per batch.
+    batch ``start_batch``; each epoch's batches are ``epoch_batches(lengths, batch_size,
+    seed, epoch)``, so a run resumed at any (epoch, batch) sees exactly the batches an
+    uninterrupted run would, on either backend.  Evaluation: in file order.  On
+    TensorFlow a tf.data pipeline pads each batch to its longest example; on other
+    backends a ``NumpyBatches`` sequence pads to a multiple of 16 tokens (a jitted step
+    compiles once per shape).
 
     Args:
         features: tokenized examples.
@@ -638,35 +685,75 @@ def make_dataset(features: Features, batch_size: int, training: bool, seed: int 
         start_batch: batches of ``start_epoch`` already trained, when resuming.
 
     Returns:
-        A tf.data.Dataset of (features dict, labels): input_ids, attention_mask and
-        token_type_ids int32 [batch, seq]; extra arrays [batch, ...]; labels [batch].
+        Batches of (features dict, labels): input_ids, attention_mask and token_type_ids
+        int32 [batch, seq]; extra arrays [batch, ...]; labels [batch].
     """
+    plan = _plan(features, batch_size, training, seed, epochs, start_epoch, start_batch)
+    if keras.backend.backend() != "tensorflow":
+        return NumpyBatches(features, plan, extra, PAD_MULTIPLE)
     import tensorflow as tf
 
     ragged = {name: tf.RaggedTensor.from_row_lengths(values, features.lengths)
               for name, values in features.flat.items()}
     extra = {name: tf.constant(values) for name, values in (extra or {}).items()}
     labels = tf.constant(features.labels)
+    sizes = np.asarray([len(batch) for batch in plan], np.int64)
+    indices = tf.RaggedTensor.from_row_lengths(
+        np.concatenate(plan) if plan else np.zeros([0], np.int64), sizes)
 
-    def example(index):
-        row = {name: column[index] for name, column in ragged.items()}
-        row.update({name: column[index] for name, column in extra.items()})
-        return row, labels[index]
+    def batch(rows):
+        x = {name: tf.gather(column, rows).to_tensor() for name, column in ragged.items()}
+        x.update({name: tf.gather(column, rows) for name, column in extra.items()})
+        return x, tf.gather(labels, rows)
 
-    if not training:
-        indices = tf.data.Dataset.range(len(features))
-        return indices.map(example).padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-    boundaries = _training_boundaries(features.lengths)
-
-    def one_epoch(epoch):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(len(features), dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
-        batches = tf.data.Dataset.from_tensor_slices(order).map(example).bucket_by_sequence_length(
-            lambda x, y: tf.shape(x["input_ids"])[0],
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
-        return batches.skip(tf.where(epoch == start_epoch, tf.cast(start_batch, tf.int64), 0))
-
-    dataset = tf.data.Dataset.range(start_epoch, epochs).flat_map(one_epoch)
+    dataset = tf.data.Dataset.from_tensor_slices(indices).map(batch)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+PAD_MULTIPLE = 16  # numpy batches: sequence lengths rounded up to a multiple of this
+
+
+def pad_batch(features: Features, rows: np.ndarray, multiple: int = 1,
+              extra: Optional[Dict[str, np.ndarray]] = None) -> Tuple[Dict, np.ndarray]:
+    """Examples ``rows`` as one batch of numpy arrays.
+
+    Args:
+        features: tokenized examples.
+        rows: example indices, int [batch].
+        multiple: pad the length up to a multiple of this (1: to the longest row).
+        extra: per-example arrays to carry along.
+
+    Returns:
+        (features dict of int32 [batch, seq], labels [batch]).
+    """
+    offsets = np.concatenate([[0], np.cumsum(features.lengths, dtype=np.int64)])
+    longest = int(features.lengths[rows].max()) if len(rows) else 0
+    width = -(-longest // multiple) * multiple
+    x = {}
+    for name, values in features.flat.items():
+        matrix = np.zeros((len(rows), width), np.int32)
+        for k, row in enumerate(rows):
+            matrix[k, : features.lengths[row]] = values[offsets[row]: offsets[row + 1]]
+        x[name] = matrix
+    x.update({name: np.asarray(values)[rows] for name, values in (extra or {}).items()})
+    return x, features.labels[rows]
+
+
+class NumpyBatches(keras.utils.PyDataset):
+    """A planned sequence of batches as numpy arrays (what Keras' JAX backend reads):
+    ``len()``, indexing and iteration; fit, evaluate and predict take it as it is.  Made
+    by make_dataset on backends without tf.data."""
+
+    def __init__(self, features: Features, plan: List[np.ndarray],
+                 extra: Optional[Dict[str, np.ndarray]] = None, multiple: int = 1):
+        super().__init__()
+        self.features, self.plan, self.extra, self.multiple = features, plan, extra, multiple
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, index: int) -> Tuple[Dict, np.ndarray]:
+        return pad_batch(self.features, self.plan[index], self.multiple, self.extra)
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))

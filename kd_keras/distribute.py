@@ -1,17 +1,26 @@
-"""tf.distribute strategy from a name."""
+"""tf.distribute strategy from a name (on Keras' TensorFlow backend), or the single
+process of another backend."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
-import tensorflow as tf
+import keras
 
 from kd_keras.config import STRATEGIES
 
 
-def get_strategy(name: str = "default", num_gpus: int = 0,
-                 tpu: Optional[str] = None) -> tf.distribute.Strategy:
+class SingleProcess:
+    """What the pipeline asks of a strategy, for a backend without tf.distribute: one
+    process that is its own chief, and a scope that changes nothing."""
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+def get_strategy(name: str = "default", num_gpus: int = 0, tpu: Optional[str] = None):
     """Builds a distribution strategy.
 
     Args:
@@ -27,6 +36,14 @@ def get_strategy(name: str = "default", num_gpus: int = 0,
     if name not in STRATEGIES:
         raise ValueError(f"Unknown distribution strategy '{name}'. Choose one of: "
                          f"{', '.join(STRATEGIES)}.")
+    if keras.backend.backend() != "tensorflow":
+        if name != "default" or num_gpus:
+            raise ValueError(f"--distribution_strategy={name} needs Keras' TensorFlow backend "
+                             f"(this run is on {keras.backend.backend()}); drop the flag or "
+                             "set KERAS_BACKEND=tensorflow.")
+        return SingleProcess()
+    import tensorflow as tf
+
     if name == "multi_worker_mirrored":
         # First, before anything lists devices: collectives are set up at context start.
         if "TF_CONFIG" not in os.environ:
@@ -52,20 +69,23 @@ def get_strategy(name: str = "default", num_gpus: int = 0,
     return tf.distribute.TPUStrategy(resolver)
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
+def is_chief(strategy) -> bool:
     """Whether this process owns the shared outputs: the chief, or the only process."""
+    if isinstance(strategy, SingleProcess):
+        return True
     extended = strategy.extended
     return not extended._in_multi_worker_mode() or extended.should_checkpoint
 
 
-def wait_for_all_workers(strategy: tf.distribute.Strategy) -> None:
+def wait_for_all_workers(strategy) -> None:
     """Returns once every worker of a multi-worker run has called it (a no-op otherwise).
 
     A cross-replica sum cannot finish before every replica joins it, so it serves as a
     barrier: e.g. before the chief removes a folder that other workers still write to.
     """
-    if not strategy.extended._in_multi_worker_mode():
+    if isinstance(strategy, SingleProcess) or not strategy.extended._in_multi_worker_mode():
         return
+    import tensorflow as tf
 
     @tf.function
     def one_sum():
@@ -75,7 +95,7 @@ def wait_for_all_workers(strategy: tf.distribute.Strategy) -> None:
     one_sum()
 
 
-def worker_folder(model_dir: str, strategy: tf.distribute.Strategy) -> str:
+def worker_folder(model_dir: str, strategy) -> str:
     """Where this process writes: model_dir on the chief (or alone), a subfolder elsewhere.
 
     Every worker of a multi-worker run executes the whole program; only the chief's

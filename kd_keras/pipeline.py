@@ -28,9 +28,8 @@ from typing import Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from kd_keras import callbacks, data, distiller, distribute, export, files, models, predictions
+from kd_keras import callbacks, data, distiller, distribute, files, models, predictions
 from kd_keras import run_identity, schedules, tasks, tokenization
 from kd_keras import config as config_lib
 from kd_keras import metrics as glue_metrics
@@ -396,7 +395,26 @@ def cached_teacher_logits(teacher: EncoderClassifier, features: data.Features,
 
 
 def _logits_function(model: EncoderClassifier):
-    """A traced forward: features, each int [batch, seq] -> float32 logits [batch, labels]."""
+    """A compiled forward: features, each int [batch, seq] -> float32 logits [batch,
+    labels] (a tf.function on TensorFlow, a jitted stateless call on JAX, which reads
+    the weights as they are now)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        @jax.jit
+        def forward(trainable, non_trainable, x):
+            mapping = (list(zip(model.trainable_variables, trainable))
+                       + list(zip(model.non_trainable_variables, non_trainable)))
+            with keras.StatelessScope(state_mapping=mapping):
+                return keras.ops.cast(model(x, training=False), "float32")
+
+        return lambda x: forward(trainable, non_trainable,
+                                 {name: x[name] for name in data.FEATURE_NAMES})
+    import tensorflow as tf
+
     spec = {name: tf.TensorSpec([None, None], tf.int32) for name in data.FEATURE_NAMES}
     return tf.function(lambda x: tf.cast(model(x, training=False), tf.float32),
                        input_signature=[spec])
@@ -407,7 +425,7 @@ def predict_logits(model: EncoderClassifier, features: data.Features,
     """Logits float32 [n, labels] in example order."""
     dataset = data.make_dataset(features, batch_size, training=False)
     forward = _logits_function(model)
-    return np.concatenate([forward(x).numpy() for x, _ in dataset])
+    return np.concatenate([np.asarray(forward(x)) for x, _ in dataset])
 
 
 def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.Features,
@@ -426,7 +444,7 @@ def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.
     # costs as much as a small model's forward and would shrink the measured speed-up.
     batches = [x for x, _ in data.make_dataset(features, batch_size, training=False)]
     forwards = {name: _logits_function(classifier) for name, classifier in classifiers.items()}
-    logits = {name: np.concatenate([forward(x).numpy() for x in batches])
+    logits = {name: np.concatenate([np.asarray(forward(x)) for x in batches])
               for name, forward in forwards.items()}
     passes = {name: [] for name in forwards}
     order = list(forwards)
@@ -435,7 +453,7 @@ def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.
         for name in order:
             start = time.perf_counter()
             for x in batches:
-                forwards[name](x).numpy()
+                np.asarray(forwards[name](x))
             passes[name].append(time.perf_counter() - start)
         order.reverse()
     speeds = {name: len(features) / max(float(np.median(times)), 1e-9)
@@ -554,6 +572,8 @@ def export_dir(config: RunConfig) -> str:
 def export_student_model(config: RunConfig, spec: TaskSpec, student: EncoderClassifier,
                          tokenizer, version: Optional[int] = None) -> str:
     """Exports the student SavedModel; returns the version folder."""
+    from kd_keras import export
+
     labels = list(spec.labels) if spec.labels else ["score"]
     lower = bool(getattr(tokenizer, "do_lower_case", True))
     wordpiece = tokenization.is_wordpiece(tokenizer)
@@ -602,6 +622,10 @@ def run(config: RunConfig) -> int:
         run_identity.check(model_dir, identity)
         if mode == "predict":
             return _predict(config, spec, tokenizer)
+        if not _exports_here():
+            raise ValueError(f"--mode=export writes a TensorFlow SavedModel, which needs Keras' "
+                             f"TensorFlow backend (this run is on {keras.backend.backend()}); "
+                             "run it again with KERAS_BACKEND=tensorflow.")
         student = _load_student(config, spec)
         print("Exported", export_student_model(config, spec, student, tokenizer,
                                                config.train.export_version))
@@ -628,9 +652,13 @@ def run(config: RunConfig) -> int:
         if mode == "distill":
             print(f"Best student saved to {os.path.join(model_dir, 'student')}.")
     results.update(evaluate(config, task, teacher, student))
-    if mode == "pipeline":
+    if mode == "pipeline" and _exports_here():
         results["export"] = export_student_model(config, spec, student, tokenizer,
                                                  config.train.export_version)
+    elif mode == "pipeline":
+        print(f"Export skipped: a SavedModel needs Keras' TensorFlow backend; export this "
+              f"student with KERAS_BACKEND=tensorflow python -m kd_keras.main --mode=export "
+              f"--model_dir={shared_dir} (and this run's other flags).")
     results["wall_seconds"] = time.time() - started
     path = write_results(config, results)
     print()
@@ -640,6 +668,12 @@ def run(config: RunConfig) -> int:
         print(f"Student SavedModel: {results['export']}")
     print(f"TensorBoard: tensorboard --logdir {os.path.join(model_dir, 'logs')}")
     return 0
+
+
+def _exports_here() -> bool:
+    """A SavedModel export needs Keras' TensorFlow backend (students trained on another
+    backend are saved as Hugging Face folders and exported from a TensorFlow run)."""
+    return keras.backend.backend() == "tensorflow"
 
 
 def _load_student(config: RunConfig, spec: TaskSpec) -> EncoderClassifier:

@@ -61,7 +61,7 @@ def synthetic_features(tokenizer):
 # would otherwise sort files by their number of tests), so each process takes the longest
 # file left whenever it runs low, and the two finish close together.
 LONGEST_FIRST = ("test_end_to_end.py", "test_reproduce.py", "test_distiller.py",
-                 "test_backends.py", "test_cli_errors.py", "test_distribute.py", "test_resume.py",
+                 "test_backends.py", "test_jax_pipeline.py", "test_cli_errors.py", "test_distribute.py", "test_resume.py",
                  "test_own_data_cli.py", "test_bench.py", "test_presets.py",
                  "test_encoders.py", "test_precision.py", "test_evaluate.py")
 

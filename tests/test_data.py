@@ -188,3 +188,55 @@ def test_mnli_dev_mismatched_is_a_split(tmp_path):
     examples, _ = data.load_examples(spec, "dev_mismatched", str(tmp_path))
     assert examples == [data.Example("prem", "hyp", 1)]
     assert data.splits(tasks.get_task("rte")) == ["train", "dev"]
+
+
+def test_epoch_batches_fill_length_buckets_in_a_seeded_order(synthetic_features):
+    lengths = synthetic_features.lengths
+    first = data.epoch_batches(lengths, 8, seed=1, epoch=0)
+    assert len(first) == data.batches_per_epoch(lengths, 8)
+    rows = np.concatenate(first)
+    np.testing.assert_array_equal(np.sort(rows), np.arange(len(lengths)))  # each once
+    buckets = []
+    for batch in first:
+        bucket = set((lengths[batch] - 1) // 16)  # boundaries 17, 33, ...: 16 tokens wide
+        assert len(bucket) == 1 and 1 <= len(batch) <= 8
+        buckets.append(bucket.pop())
+    # Only the last batch of each bucket is short, and those come at the epoch's end.
+    short = [b for b, batch in zip(buckets, first) if len(batch) < 8]
+    assert len(short) == len(set(short))
+    assert all(len(batch) == 8 for batch in first[:len(first) - len(short)])
+    again = data.epoch_batches(lengths, 8, seed=1, epoch=0)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    for other in (data.epoch_batches(lengths, 8, seed=1, epoch=1),
+                  data.epoch_batches(lengths, 8, seed=2, epoch=0)):
+        assert not np.array_equal(np.concatenate(other), rows)
+
+
+def test_resumed_dataset_reads_the_rest_of_the_uninterrupted_run(synthetic_features):
+    whole = list(data.make_dataset(synthetic_features, 8, True, seed=3, epochs=3))
+    per_epoch = data.batches_per_epoch(synthetic_features.lengths, 8)
+    resumed = list(data.make_dataset(synthetic_features, 8, True, seed=3, epochs=3,
+                                     start_epoch=1, start_batch=4))
+    assert len(resumed) == len(whole) - per_epoch - 4
+    for (x, y), (x_whole, y_whole) in zip(resumed, whole[per_epoch + 4:]):
+        np.testing.assert_array_equal(y.numpy(), y_whole.numpy())
+        np.testing.assert_array_equal(x["input_ids"].numpy(), x_whole["input_ids"].numpy())
+
+
+def test_numpy_batches_hold_the_tf_data_batches_padded_to_16(synthetic_features):
+    extra = {"teacher_logits": np.arange(2 * len(synthetic_features), dtype=np.float32
+                                         ).reshape(-1, 2)}
+    for training in (True, False):
+        tf_batches = list(data.make_dataset(synthetic_features, 8, training, seed=5,
+                                            extra=extra, epochs=2))
+        plan = data._plan(synthetic_features, 8, training, 5, 2, 0, 0)
+        numpy_batches = data.NumpyBatches(synthetic_features, plan, extra, 16)
+        assert len(numpy_batches) == len(tf_batches)
+        for (x, y), (x_np, y_np) in zip(tf_batches, numpy_batches):
+            np.testing.assert_array_equal(y_np, y.numpy())
+            np.testing.assert_array_equal(x_np["teacher_logits"], x["teacher_logits"].numpy())
+            width = x["input_ids"].shape[1]
+            for name in data.FEATURE_NAMES:
+                assert x_np[name].shape[1] % 16 == 0 and x_np[name].shape[1] >= width
+                np.testing.assert_array_equal(x_np[name][:, :width], x[name].numpy())
+                assert not x_np[name][:, width:].any()

@@ -1,0 +1,85 @@
+"""The command line on Keras' JAX backend: a tiny sid run end to end, its student
+exported from a TensorFlow run, and the error of an export asked for on JAX."""
+
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Smaller than test_end_to_end's run: every new batch shape costs the jitted step a
+# compilation on JAX.
+JAX_RUN = ["--task=synthetic", "--teacher=tiny", "--tiny_layers=2", "--tiny_hidden_size=32",
+           "--tiny_heads=2", "--teacher_epochs=1", "--student_layers=1", "--epochs=1",
+           "--epochs_per_stage=1", "--synthetic_size=128", "--max_seq_length=16",
+           "--batch_size=32", "--speed_seconds=0", "--schedule=sid"]
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                reason="jax is not installed")
+
+
+def run_cli(backend, *args):
+    return subprocess.run([sys.executable, "-m", "kd_keras.main", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, KERAS_BACKEND=backend))
+
+
+@pytest.fixture(scope="module")
+def jax_run(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("jax"))
+    result = run_cli("jax", *JAX_RUN, f"--model_dir={model_dir}")
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    return model_dir, result
+
+
+def test_sid_run_on_jax_writes_results_and_tensorboard_but_no_export(jax_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model_dir, result = jax_run
+    with open(os.path.join(model_dir, "results.json")) as handle:
+        results = json.load(handle)
+    assert [s["stage"] for s in results["stages"]] == [1, 2]
+    assert set(results["student"]["attention_kl"]) == {"att_kl_s1_t2"}
+    assert results["history"]["cos_s1_t2"][0] > 0 and results["speedup"] > 0
+    assert os.path.exists(os.path.join(model_dir, "student", "model.safetensors"))
+    assert "Export skipped" in result.stdout and "KERAS_BACKEND=tensorflow" in result.stdout
+    assert not os.path.exists(os.path.join(model_dir, "export"))
+    assert not os.path.exists(os.path.join(model_dir, "backup", "distill"))  # finished
+    found = set()
+    for path in glob.glob(os.path.join(model_dir, "logs", "distill", "**", "events.*"),
+                          recursive=True):
+        events = EventAccumulator(path, size_guidance={"tensors": 0})
+        events.Reload()
+        found |= set(events.Tags()["tensors"])
+    assert {"epoch_loss", "epoch_att_kl_s1_t2", "epoch_stage", "epoch_f1"} <= found
+
+
+def test_export_on_jax_is_refused_and_tensorflow_exports_the_jax_student(jax_run):
+    model_dir, _ = jax_run
+    refused = run_cli("jax", *JAX_RUN, f"--model_dir={model_dir}", "--mode=export")
+    assert refused.returncode == 2, refused.stdout + refused.stderr[-2000:]
+    assert "KERAS_BACKEND=tensorflow" in refused.stderr + refused.stdout
+    assert not os.path.exists(os.path.join(model_dir, "export"))
+    exported = run_cli("tensorflow", *JAX_RUN, f"--model_dir={model_dir}", "--mode=export")
+    assert exported.returncode == 0, exported.stdout + exported.stderr[-4000:]
+
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (ops of the raw-text signature)
+
+    from kd_keras import data, models, tasks
+
+    # The SavedModel serves the dev logits the JAX run recorded.
+    recorded = np.load(os.path.join(model_dir, "dev_predictions.npz"))
+    examples, _ = data.load_examples(tasks.get_task("synthetic"), "dev", synthetic_size=128,
+                                     seed=0)
+    tokenizer = models.load_tokenizer(os.path.join(model_dir, "student"), str(model_dir))
+    features = data.tokenize(examples, tokenizer, 16)
+    serve = tf.saved_model.load(os.path.join(model_dir, "export", "1")).signatures[
+        "serving_default"]
+    served = serve(**{k: tf.constant(v) for k, v in features.padded().items()})["logits"]
+    np.testing.assert_allclose(served.numpy(), recorded["student_logits"], atol=1e-5)
