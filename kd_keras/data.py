@@ -540,15 +540,11 @@ class Features:
 
     def padded(self) -> Dict[str, np.ndarray]:
         """All examples padded to the longest, each int32 [num_examples, max_length]."""
-        width = int(self.lengths.max())
-        offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        out = {}
-        for name, values in self.flat.items():
-            matrix = np.zeros((len(self), width), np.int32)
-            for i in range(len(self)):
-                matrix[i, : self.lengths[i]] = values[offsets[i]: offsets[i + 1]]
-            out[name] = matrix
-        return out
+        return pad_batch(self, np.arange(len(self)))[0]
+
+    def offsets(self) -> np.ndarray:
+        """Where each example starts in the flat arrays, int64 [num_examples + 1]."""
+        return np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
 
 
 def tokenize(examples: Sequence[Example], tokenizer, max_seq_length: int,
@@ -714,7 +710,8 @@ PAD_MULTIPLE = 16  # numpy batches: sequence lengths rounded up to a multiple of
 
 
 def pad_batch(features: Features, rows: np.ndarray, multiple: int = 1,
-              extra: Optional[Dict[str, np.ndarray]] = None) -> Tuple[Dict, np.ndarray]:
+              extra: Optional[Dict[str, np.ndarray]] = None,
+              offsets: Optional[np.ndarray] = None) -> Tuple[Dict, np.ndarray]:
     """Examples ``rows`` as one batch of numpy arrays.
 
     Args:
@@ -722,11 +719,12 @@ def pad_batch(features: Features, rows: np.ndarray, multiple: int = 1,
         rows: example indices, int [batch].
         multiple: pad the length up to a multiple of this (1: to the longest row).
         extra: per-example arrays to carry along.
+        offsets: features.offsets(), when the caller pads many batches.
 
     Returns:
         (features dict of int32 [batch, seq], labels [batch]).
     """
-    offsets = np.concatenate([[0], np.cumsum(features.lengths, dtype=np.int64)])
+    offsets = features.offsets() if offsets is None else offsets
     longest = int(features.lengths[rows].max()) if len(rows) else 0
     width = -(-longest // multiple) * multiple
     x = {}
@@ -748,12 +746,14 @@ class NumpyBatches(keras.utils.PyDataset):
                  extra: Optional[Dict[str, np.ndarray]] = None, multiple: int = 1):
         super().__init__()
         self.features, self.plan, self.extra, self.multiple = features, plan, extra, multiple
+        self.offsets = features.offsets()  # once, not per batch
 
     def __len__(self) -> int:
         return len(self.plan)
 
     def __getitem__(self, index: int) -> Tuple[Dict, np.ndarray]:
-        return pad_batch(self.features, self.plan[index], self.multiple, self.extra)
+        return pad_batch(self.features, self.plan[index], self.multiple, self.extra,
+                         self.offsets)
 
     def __iter__(self):
         return (self[k] for k in range(len(self)))

@@ -33,6 +33,13 @@ def _current(scope: keras.StatelessScope, variables: Sequence, values: Sequence)
     return found
 
 
+def model_mapping(model, trainable: Sequence, non_trainable: Sequence) -> List:
+    """(variable, value) pairs of a model's trainable and non-trainable variables, for a
+    StatelessScope."""
+    return (list(zip(model.trainable_variables, trainable))
+            + list(zip(model.non_trainable_variables, non_trainable)))
+
+
 def _metrics(model, metric_values: Sequence, total, values, y, logits) -> Tuple:
     """Updates the model's trackers from their values in state: (logs, new values)."""
     variables = model.metrics_variables
@@ -61,9 +68,8 @@ def train_step(model, state: Tuple, data) -> Tuple:
     non_trainable_variables = model.non_trainable_variables
 
     def loss_and_updates(trainable_values):
-        mapping = (list(zip(trainable_variables, trainable_values))
-                   + list(zip(non_trainable_variables, non_trainable)))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
+        with keras.StatelessScope(state_mapping=model_mapping(
+                model, trainable_values, non_trainable)) as scope:
             teacher = model.teacher_outputs(x, active)
             total, values, logits = model.compute_terms(x, y, active, teacher, training=True)
         loss = ops.mean(total)  # the batch is global: jit shards it over the devices
@@ -80,8 +86,7 @@ def train_step(model, state: Tuple, data) -> Tuple:
     chosen = {id(v) for v in model.step_variables(x, active)}
     pairs = [(g, v) for g, v in zip(gradients, trainable_variables) if id(v) in chosen]
     # The non-trainable values too: StageWarmup reads the Distiller's stage_start.
-    mapping = (list(zip(trainable_variables, trainable))
-               + list(zip(non_trainable_variables, non_trainable))
+    mapping = (model_mapping(model, trainable, non_trainable)
                + list(zip(model.optimizer.variables, optimizer_values)))
     with keras.StatelessScope(state_mapping=mapping) as scope:
         model.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
@@ -101,9 +106,7 @@ def test_step(model, state: Tuple, data) -> Tuple:
     x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
     x = {k: v for k, v in x.items() if k != TEACHER_LOGITS}
     active = model.evaluation_terms
-    mapping = (list(zip(model.trainable_variables, trainable))
-               + list(zip(model.non_trainable_variables, non_trainable)))
-    with keras.StatelessScope(state_mapping=mapping):
+    with keras.StatelessScope(state_mapping=model_mapping(model, trainable, non_trainable)):
         total, values, logits = model.compute_terms(
             x, y, active, model.teacher_outputs(x, active), training=False)
     logs, metric_values = _metrics(model, metric_values, total, values, y, logits)
@@ -114,8 +117,6 @@ def predict_step(model, state: Tuple, data) -> Tuple:
     """Student logits float32 [batch, labels]: (logits, non-trainable values)."""
     trainable, non_trainable = state
     x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    mapping = (list(zip(model.trainable_variables, trainable))
-               + list(zip(model.non_trainable_variables, non_trainable)))
-    with keras.StatelessScope(state_mapping=mapping):
+    with keras.StatelessScope(state_mapping=model_mapping(model, trainable, non_trainable)):
         logits = ops.cast(model.student(x, training=False), "float32")
     return logits, non_trainable

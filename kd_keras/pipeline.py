@@ -401,14 +401,15 @@ def _logits_function(model: EncoderClassifier):
     if keras.backend.backend() == "jax":
         import jax
 
+        from kd_keras.jax_steps import model_mapping
+
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
 
         @jax.jit
         def forward(trainable, non_trainable, x):
-            mapping = (list(zip(model.trainable_variables, trainable))
-                       + list(zip(model.non_trainable_variables, non_trainable)))
-            with keras.StatelessScope(state_mapping=mapping):
+            with keras.StatelessScope(state_mapping=model_mapping(model, trainable,
+                                                                  non_trainable)):
                 return keras.ops.cast(model(x, training=False), "float32")
 
         return lambda x: forward(trainable, non_trainable,
