@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import keras
 import numpy as np
 
-from kd_keras import files
+from kd_keras import files, summaries
 from kd_keras import metrics as glue_metrics
 from kd_keras import terms as terms_lib
 
@@ -275,7 +275,8 @@ class DevEvaluator(keras.callbacks.Callback):
 
     def _evaluate(self, epoch: int, logs: Dict) -> None:
         model = self.model
-        logits = model.predict(self.dataset, verbose=0)
+        # [: n]: numpy batches fill the last one up with copies (data.make_dataset).
+        logits = model.predict(self.dataset, verbose=0)[: len(self.labels)]
         values = glue_metrics.compute(self.metric_names, self.labels, logits, self.regression)
         for name, value in values.items():
             logs[f"val_{name}"] = value
@@ -305,14 +306,42 @@ class EndEpoch(keras.callbacks.Callback):
         self.model.stop_training = True
 
 
-class TensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard callback across several fit calls: its writers are closed at
-    each train end, so the next fit gets new ones (new event files in the same folders).
+class TensorBoard(keras.callbacks.Callback):
+    """The epoch logs as TensorBoard scalars, in the layout of Keras' TensorBoard callback
+    (``epoch_<name>`` in ``train/``, ``val_<name>`` as ``epoch_<name>`` in
+    ``validation/``, plus ``epoch_learning_rate``), written without TensorFlow
+    (kd_keras.summaries), so a JAX run writes them too.  Steps are 0-based epochs.
+
+    Args:
+        log_dir: the run's TensorBoard folder.
     """
 
+    def __init__(self, log_dir: str):
+        super().__init__()
+        self.log_dir = log_dir
+        self.writers: Dict[str, summaries.EventWriter] = {}
+
+    def _writer(self, name: str) -> summaries.EventWriter:
+        if name not in self.writers:
+            self.writers[name] = summaries.EventWriter(os.path.join(self.log_dir, name))
+        return self.writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
+        for name, value in logs.items():
+            run, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
+            self._writer(run).scalar(f"epoch_{tag}", float(value), epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
     def on_train_end(self, logs=None):
-        super().on_train_end(logs)
-        self._writers = {}
+        # Distiller.fit_schedule fits once per epoch: each fit closes its files, the
+        # next one opens new files in the same folders.
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
 
 
 def attention_image(teacher_maps: List[np.ndarray], student_maps: List[np.ndarray]) -> np.ndarray:
@@ -350,39 +379,32 @@ class TensorBoardExtras(keras.callbacks.Callback):
 
     def __init__(self, log_dir: str, hparams: Dict, example: Dict[str, np.ndarray]):
         super().__init__()
-        import tensorflow as tf
-
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "stages"))
+        self.writer = summaries.EventWriter(os.path.join(log_dir, "stages"))
         self.hparams = hparams
         self.example = example
         self.stage_at_epoch_start = None
         self.hparams_written = False
 
     def on_train_begin(self, logs=None):
-        from tensorboard.plugins.hparams import api as hp
-
         if self.hparams_written:
             return
         self.hparams_written = True
-        with self.writer.as_default():
-            hp.hparams(self.hparams)
-            self.writer.flush()
+        self.writer.hparams(self.hparams)
+        self.writer.flush()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.stage_at_epoch_start = self.model.active_stage
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
-
         model = self.model
         ended = int(keras.ops.convert_to_numpy(model.stage_index)) != self.stage_at_epoch_start
-        with self.writer.as_default(step=epoch + 1):
-            tf.summary.scalar("stage", self.stage_at_epoch_start + 1)
-            if ended and model.teacher is not None:
-                stage = model.schedule[self.stage_at_epoch_start]
-                tf.summary.text("stage_end", f"{stage.name} ended after epoch {epoch + 1}")
-                tf.summary.image(f"attention/stage_{self.stage_at_epoch_start + 1}",
-                                 self.attention_picture())
+        step = epoch + 1
+        self.writer.scalar("stage", self.stage_at_epoch_start + 1, step)
+        if ended and model.teacher is not None:
+            stage = model.schedule[self.stage_at_epoch_start]
+            self.writer.text("stage_end", f"{stage.name} ended after epoch {step}", step)
+            self.writer.image(f"attention/stage_{self.stage_at_epoch_start + 1}",
+                              self.attention_picture(), step)
         self.writer.flush()
 
     def attention_picture(self) -> np.ndarray:

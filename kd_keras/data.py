@@ -665,9 +665,11 @@ def make_dataset(features: Features, batch_size: int, training: bool, seed: int 
     batch ``start_batch``; each epoch's batches are ``epoch_batches(lengths, batch_size,
     seed, epoch)``, so a run resumed at any (epoch, batch) sees exactly the batches an
     uninterrupted run would, on either backend.  Evaluation: in file order.  On
-    TensorFlow a tf.data pipeline pads each batch to its longest example; on other
-    backends a ``NumpyBatches`` sequence pads to a multiple of 16 tokens (a jitted step
-    compiles once per shape).
+    TensorFlow a tf.data pipeline pads each batch to its longest example.  On other
+    backends a ``NumpyBatches`` sequence pads to a multiple of 16 tokens and fills every
+    short batch up to ``batch_size`` rows with zero-weight copies of its own rows, so a
+    jitted step compiles once per length and the batch splits over any device count
+    that divides ``batch_size``; those batches carry example weights (1 real, 0 filler).
 
     Args:
         features: tokenized examples.
@@ -681,12 +683,15 @@ def make_dataset(features: Features, batch_size: int, training: bool, seed: int 
         start_batch: batches of ``start_epoch`` already trained, when resuming.
 
     Returns:
-        Batches of (features dict, labels): input_ids, attention_mask and token_type_ids
-        int32 [batch, seq]; extra arrays [batch, ...]; labels [batch].
+        Batches of (features dict, labels), and on backends other than TensorFlow
+        (features dict, labels, weights float32 [batch]): input_ids, attention_mask and
+        token_type_ids int32 [batch, seq]; extra arrays [batch, ...]; labels [batch].
+        Iterate with ``for x, y, *_ in batches``; predictions over the filled batches
+        have ``len(features)`` real rows first.
     """
     plan = _plan(features, batch_size, training, seed, epochs, start_epoch, start_batch)
     if keras.backend.backend() != "tensorflow":
-        return NumpyBatches(features, plan, extra, PAD_MULTIPLE)
+        return NumpyBatches(features, plan, extra, PAD_MULTIPLE, rows=batch_size)
     import tensorflow as tf
 
     ragged = {name: tf.RaggedTensor.from_row_lengths(values, features.lengths)
@@ -740,20 +745,37 @@ def pad_batch(features: Features, rows: np.ndarray, multiple: int = 1,
 class NumpyBatches(keras.utils.PyDataset):
     """A planned sequence of batches as numpy arrays (what Keras' JAX backend reads):
     ``len()``, indexing and iteration; fit, evaluate and predict take it as it is.  Made
-    by make_dataset on backends without tf.data."""
+    by make_dataset on backends without tf.data.
+
+    Args:
+        features: tokenized examples.
+        plan: each batch's example indices, int [<= rows].
+        extra: per-example arrays to carry along.
+        multiple: pad lengths up to a multiple of this.
+        rows: fill every batch up to this many rows, repeating its own examples with
+            weight 0 (None: batches keep their size, every weight 1).
+    """
 
     def __init__(self, features: Features, plan: List[np.ndarray],
-                 extra: Optional[Dict[str, np.ndarray]] = None, multiple: int = 1):
+                 extra: Optional[Dict[str, np.ndarray]] = None, multiple: int = 1,
+                 rows: Optional[int] = None):
         super().__init__()
         self.features, self.plan, self.extra, self.multiple = features, plan, extra, multiple
+        self.rows = rows
         self.offsets = features.offsets()  # once, not per batch
 
     def __len__(self) -> int:
         return len(self.plan)
 
-    def __getitem__(self, index: int) -> Tuple[Dict, np.ndarray]:
-        return pad_batch(self.features, self.plan[index], self.multiple, self.extra,
-                         self.offsets)
+    def __getitem__(self, index: int) -> Tuple[Dict, np.ndarray, np.ndarray]:
+        """(features, labels, weights float32 [rows]) of batch ``index``."""
+        real = self.plan[index]
+        size = max(self.rows or 0, len(real))
+        # Filler rows copy the batch's own examples: same length bucket, finite losses.
+        rows = np.resize(real, size)
+        x, y = pad_batch(self.features, rows, self.multiple, self.extra, self.offsets)
+        weights = (np.arange(size) < len(real)).astype(np.float32)
+        return x, y, weights
 
     def __iter__(self):
         return (self[k] for k in range(len(self)))

@@ -140,6 +140,23 @@ def _global_mean(per_example):
     return ops.sum(per_example) / batch
 
 
+def _no_weights_on_tensorflow(weights) -> None:
+    # The tf.distribute mean above divides by the global batch size, not by a sum of
+    # weights; kd_keras' tf.data batches carry none (only its numpy batches do).
+    if weights is not None:
+        raise ValueError("The Distiller takes example weights on Keras' JAX backend only; "
+                         "pass (features, labels) batches on TensorFlow.")
+
+
+def weighted_mean(per_example, weights=None):
+    """Mean of float [batch] over the examples whose weight is 1 (filler rows weigh 0);
+    the plain mean when weights is None.  For a batch that is global (JAX)."""
+    if weights is None:
+        return ops.mean(per_example)
+    weights = ops.cast(weights, per_example.dtype)
+    return ops.sum(per_example * weights) / ops.maximum(ops.sum(weights), 1e-12)
+
+
 def _step_outputs(results: Dict) -> Dict:
     """Metric results as a step returns them.  Under MultiWorkerMirroredStrategy Keras
     reduces step outputs with a mean along axis 0, which a scalar lacks: there each value
@@ -476,13 +493,14 @@ class Distiller(keras.Model):
         logits = None if student.logits is None else ops.cast(student.logits, "float32")
         return total, values, logits
 
-    def _update_metrics(self, total, values, y, logits) -> Dict:
-        self.trackers["loss"].update_state(total)
+    def _update_metrics(self, total, values, y, logits, weights=None) -> Dict:
+        """Adds a batch to the running means; weights float [batch] or None (all 1)."""
+        self.trackers["loss"].update_state(total, sample_weight=weights)
         for name, value in values.items():
-            self.trackers[name].update_state(value)
+            self.trackers[name].update_state(value, sample_weight=weights)
         results = {name: self.trackers[name].result() for name in ["loss", *values]}
         if self.accuracy is not None and logits is not None:
-            self.accuracy.update_state(y, logits)
+            self.accuracy.update_state(y, logits, sample_weight=weights)
             results["accuracy"] = self.accuracy.result()
         return results
 
@@ -498,7 +516,8 @@ class Distiller(keras.Model):
     def _tensorflow_train_step(self, data):
         import tensorflow as tf
 
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
+        _no_weights_on_tensorflow(weights)
         active = self.terms
         teacher = self.teacher_outputs(x, active)  # outside the tape: the teacher is frozen
         variables = self.stage_variables(active)
@@ -526,7 +545,8 @@ class Distiller(keras.Model):
 
             return jax_steps.test_step(self, *args)
         data, = args
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
+        _no_weights_on_tensorflow(weights)
         x = {k: v for k, v in x.items() if k != TEACHER_LOGITS}
         active = self.evaluation_terms
         total, values, logits = self.compute_terms(x, y, active, self.teacher_outputs(x, active),

@@ -1,5 +1,6 @@
-"""tf.distribute strategy from a name (on Keras' TensorFlow backend), or the single
-process of another backend."""
+"""The distribution of a run from a name: a tf.distribute strategy on Keras' TensorFlow
+backend; on JAX one process, alone or data-parallel over its local devices
+(keras.distribution.DataParallel)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,43 @@ class SingleProcess:
     """What the pipeline asks of a strategy, for a backend without tf.distribute: one
     process that is its own chief, and a scope that changes nothing."""
 
+    num_replicas_in_sync = 1
+
     def scope(self):
         return contextlib.nullcontext()
+
+
+class DataParallelProcess(SingleProcess):
+    """One process training on several local devices (JAX): Keras' DataParallel
+    distribution, set globally, replicates the variables and splits every batch over the
+    devices; the jitted step's batch mean is over the whole batch, so N devices make the
+    update one device makes.
+
+    Args:
+        devices: JAX device names ("cpu:0", "gpu:1", ...).
+    """
+
+    def __init__(self, devices):
+        self.devices = list(devices)
+        self.num_replicas_in_sync = len(self.devices)
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=self.devices))
+
+
+def _jax_distribution(name: str, num_gpus: int) -> SingleProcess:
+    """default / one_device: one device; mirrored: every local device of the default
+    kind (GPUs when there are any, else the CPU devices XLA was given), or num_gpus."""
+    if name in ("multi_worker_mirrored", "tpu"):
+        raise ValueError(f"--distribution_strategy={name} needs Keras' TensorFlow backend "
+                         f"(this run is on {keras.backend.backend()}); use mirrored for the "
+                         "devices of this machine, or set KERAS_BACKEND=tensorflow.")
+    devices = keras.distribution.list_devices()
+    gpus = [d for d in devices if d.startswith(("gpu", "cuda"))]
+    if num_gpus > len(gpus):
+        raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible.")
+    if name != "mirrored":
+        return SingleProcess()
+    return DataParallelProcess(devices[: num_gpus] if num_gpus else devices)
 
 
 def get_strategy(name: str = "default", num_gpus: int = 0, tpu: Optional[str] = None):
@@ -25,8 +61,9 @@ def get_strategy(name: str = "default", num_gpus: int = 0, tpu: Optional[str] = 
 
     Args:
         name: default (no distribution), one_device, mirrored (all local GPUs, or
-            ``num_gpus`` of them; logical CPUs when there is no GPU),
-            multi_worker_mirrored (cluster from $TF_CONFIG), or tpu.
+            ``num_gpus`` of them; logical CPUs when there is no GPU; on JAX
+            keras.distribution.DataParallel over the same), multi_worker_mirrored
+            (cluster from $TF_CONFIG), or tpu (both TensorFlow only).
         num_gpus: GPUs for one_device / mirrored (0: CPU for one_device, all for mirrored).
         tpu: TPU address or name for the tpu strategy ("" for a local TPU VM).
 
@@ -36,11 +73,13 @@ def get_strategy(name: str = "default", num_gpus: int = 0, tpu: Optional[str] = 
     if name not in STRATEGIES:
         raise ValueError(f"Unknown distribution strategy '{name}'. Choose one of: "
                          f"{', '.join(STRATEGIES)}.")
+    if keras.backend.backend() == "jax":
+        return _jax_distribution(name, num_gpus)
     if keras.backend.backend() != "tensorflow":
         if name != "default" or num_gpus:
-            raise ValueError(f"--distribution_strategy={name} needs Keras' TensorFlow backend "
-                             f"(this run is on {keras.backend.backend()}); drop the flag or "
-                             "set KERAS_BACKEND=tensorflow.")
+            raise ValueError(f"--distribution_strategy={name} needs Keras' TensorFlow or JAX "
+                             f"backend (this run is on {keras.backend.backend()}); drop the "
+                             "flag or set KERAS_BACKEND=tensorflow.")
         return SingleProcess()
     import tensorflow as tf
 

@@ -21,7 +21,7 @@ import jax
 import keras
 from keras import ops
 
-from kd_keras.distiller import TEACHER_LOGITS
+from kd_keras.distiller import TEACHER_LOGITS, weighted_mean
 
 
 def _current(scope: keras.StatelessScope, variables: Sequence, values: Sequence) -> List:
@@ -40,11 +40,11 @@ def model_mapping(model, trainable: Sequence, non_trainable: Sequence) -> List:
             + list(zip(model.non_trainable_variables, non_trainable)))
 
 
-def _metrics(model, metric_values: Sequence, total, values, y, logits) -> Tuple:
+def _metrics(model, metric_values: Sequence, total, values, y, logits, weights) -> Tuple:
     """Updates the model's trackers from their values in state: (logs, new values)."""
     variables = model.metrics_variables
     with keras.StatelessScope(state_mapping=list(zip(variables, metric_values))) as scope:
-        logs = model._update_metrics(total, values, y, logits)
+        logs = model._update_metrics(total, values, y, logits, weights)
     return logs, _current(scope, variables, metric_values)
 
 
@@ -56,13 +56,14 @@ def train_step(model, state: Tuple, data) -> Tuple:
         state: (trainable, non-trainable, optimizer, metrics) variable values, in the
             order of model.trainable_variables, model.non_trainable_variables,
             model.optimizer.variables and model.metrics_variables.
-        data: (features, labels) of one batch.
+        data: (features, labels) or (features, labels, weights float [batch]) of one
+            batch; filler rows weigh 0 (data.NumpyBatches).
 
     Returns:
         (logs, new state).
     """
     trainable, non_trainable, optimizer_values, metric_values = state
-    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
     active = model.terms
     trainable_variables = model.trainable_variables
     non_trainable_variables = model.non_trainable_variables
@@ -72,7 +73,8 @@ def train_step(model, state: Tuple, data) -> Tuple:
                 model, trainable_values, non_trainable)) as scope:
             teacher = model.teacher_outputs(x, active)
             total, values, logits = model.compute_terms(x, y, active, teacher, training=True)
-        loss = ops.mean(total)  # the batch is global: jit shards it over the devices
+        # The batch is global (under keras.distribution jit shards it over the devices).
+        loss = weighted_mean(total, weights)
         with keras.StatelessScope(state_mapping=list(zip(model.optimizer.variables,
                                                          optimizer_values))):
             scaled = model.optimizer.scale_loss(loss)
@@ -93,7 +95,7 @@ def train_step(model, state: Tuple, data) -> Tuple:
     trainable = _current(scope, trainable_variables, trainable)
     optimizer_values = _current(scope, model.optimizer.variables, optimizer_values)
 
-    logs, metric_values = _metrics(model, metric_values, total, values, y, logits)
+    logs, metric_values = _metrics(model, metric_values, total, values, y, logits, weights)
     stage = dict(zip(map(id, non_trainable_variables), non_trainable))[id(model.stage_index)]
     logs["stage"] = ops.cast(stage, "float32") + 1.0
     return logs, (trainable, non_trainable, optimizer_values, metric_values)
@@ -103,13 +105,13 @@ def test_step(model, state: Tuple, data) -> Tuple:
     """The evaluation terms on one batch: (logs, new state), state as in train_step
     without the optimizer's values."""
     trainable, non_trainable, metric_values = state
-    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
     x = {k: v for k, v in x.items() if k != TEACHER_LOGITS}
     active = model.evaluation_terms
     with keras.StatelessScope(state_mapping=model_mapping(model, trainable, non_trainable)):
         total, values, logits = model.compute_terms(
             x, y, active, model.teacher_outputs(x, active), training=False)
-    logs, metric_values = _metrics(model, metric_values, total, values, y, logits)
+    logs, metric_values = _metrics(model, metric_values, total, values, y, logits, weights)
     return logs, (trainable, non_trainable, metric_values)
 
 

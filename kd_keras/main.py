@@ -97,7 +97,6 @@ def main(argv) -> None:
 
     from kd_keras import pipeline
     from kd_keras.data import DataError
-    from kd_keras.export import ExportError
     from kd_keras.models import ModelError
     from kd_keras.pipeline import TrainingDiverged
 
@@ -106,7 +105,9 @@ def main(argv) -> None:
         import keras
 
         keras.config.disable_traceback_filtering()
-    user_errors = (DataError, ModelError, ExportError, TrainingDiverged, ValueError)
+    # export.ExportError is a ValueError (its module needs TensorFlow, which a JAX run
+    # may not have).
+    user_errors = (DataError, ModelError, TrainingDiverged, ValueError)
     try:
         config = config_from_flags()
     except user_errors as error:

@@ -203,7 +203,7 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
     dev_ds = data.make_dataset(task.dev, cfg.eval_batch_size, training=False)
     controller = callbacks.StageController(config.distill.cos_threshold)
     nan_guard = callbacks.StopOnNaN()
-    tensorboard = callbacks.TensorBoard(_path(config, "logs", run_name), update_freq="epoch")
+    tensorboard = callbacks.TensorBoard(_path(config, "logs", run_name))
     # Order matters: the epoch-end backup comes after the callbacks that update the stage
     # and the bookkeeping.
     callback_list = ([backup, nan_guard, controller] + extra_callbacks
@@ -426,7 +426,8 @@ def predict_logits(model: EncoderClassifier, features: data.Features,
     """Logits float32 [n, labels] in example order."""
     dataset = data.make_dataset(features, batch_size, training=False)
     forward = _logits_function(model)
-    return np.concatenate([np.asarray(forward(x)) for x, _ in dataset])
+    # [: n]: numpy batches fill the last one up with copies (data.make_dataset).
+    return np.concatenate([np.asarray(forward(x)) for x, *_ in dataset])[: len(features)]
 
 
 def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.Features,
@@ -443,9 +444,9 @@ def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.
     """
     # Batches are padded once, before any timing: at short lengths the input pipeline
     # costs as much as a small model's forward and would shrink the measured speed-up.
-    batches = [x for x, _ in data.make_dataset(features, batch_size, training=False)]
+    batches = [x for x, *_ in data.make_dataset(features, batch_size, training=False)]
     forwards = {name: _logits_function(classifier) for name, classifier in classifiers.items()}
-    logits = {name: np.concatenate([np.asarray(forward(x)) for x in batches])
+    logits = {name: np.concatenate([np.asarray(forward(x)) for x in batches])[: len(features)]
               for name, forward in forwards.items()}
     passes = {name: [] for name in forwards}
     order = list(forwards)
@@ -589,7 +590,16 @@ def export_student_model(config: RunConfig, spec: TaskSpec, student: EncoderClas
 
 def strategy_for(config: RunConfig):
     t = config.train
-    return distribute.get_strategy(t.distribution_strategy, t.num_gpus, t.tpu)
+    strategy = distribute.get_strategy(t.distribution_strategy, t.num_gpus, t.tpu)
+    devices = getattr(strategy, "devices", None)  # JAX DataParallel splits every batch
+    if devices:
+        for flag in ("batch_size", "eval_batch_size"):
+            size = getattr(config.data, flag)
+            if size % len(devices):
+                raise ValueError(f"--{flag}={size} does not split over the {len(devices)} "
+                                 f"devices of --distribution_strategy=mirrored; pass a "
+                                 f"multiple of {len(devices)}.")
+    return strategy
 
 
 # --------------------------------------------------------------------------- a run

@@ -9,7 +9,8 @@ not: the first backend run makes them), then for each case -- the `all` step, a 
 internal stage, a pid stage with the lower layers frozen, the classifier stage with the
 warm-up restarted at its start (--stage_warmup) -- runs one
 AdamW train step from the same starting weights with dropout off and writes every loss
-term the step reported and the student's weights after it to OUT.npz.
+term the step reported and the student's weights after it to OUT.npz.  On JAX also the
+`all` step on the batch filled up with zero-weight rows ("all_filled").
 """
 
 import os
@@ -58,7 +59,8 @@ def models(weights_path):
     return teacher, student
 
 
-def one_step(name, schedule, stage, freeze, stage_warmup, weights_path, x, y, found):
+def one_step(name, schedule, stage, freeze, stage_warmup, weights_path, x, y, found,
+             sample_weight=None):
     teacher, student = models(weights_path)
     stages = schedules.build_schedule(schedule, len(MAPPING), 1, 1)
     model = distiller.for_schedule(student, teacher, MAPPING, stages,
@@ -77,11 +79,19 @@ def one_step(name, schedule, stage, freeze, stage_warmup, weights_path, x, y, fo
         model.optimizer.iterations.assign(7)
     else:
         model.set_stage(stage)
-    logs = model.train_on_batch(x, y, return_dict=True)
+    logs = model.train_on_batch(x, y, sample_weight=sample_weight, return_dict=True)
     for term, value in logs.items():
         found[f"{name}/{term}"] = np.float64(value)
     for k, variable in enumerate(model.trainable_student_variables):
         found[f"{name}/weight{k}"] = np.asarray(variable)
+
+
+def filled(x, y):
+    """The batch with two zero-weight filler rows (copies of rows 0 and 1), as
+    data.NumpyBatches fills a short batch: (x, y, weights)."""
+    rows = np.resize(np.arange(len(y)), len(y) + 2)
+    weights = (np.arange(len(rows)) < len(y)).astype(np.float32)
+    return {k: v[rows] for k, v in x.items()}, y[rows], weights
 
 
 def main(weights_path, out_path):
@@ -89,6 +99,10 @@ def main(weights_path, out_path):
     found = {}
     for case in CASES:
         one_step(*case, weights_path, x, y, found)
+    if keras.backend.backend() == "jax":  # example weights: the JAX step only
+        x_filled, y_filled, weights = filled(x, y)
+        one_step("all_filled", "all", 0, False, False, weights_path, x_filled, y_filled, found,
+                 sample_weight=weights)
     np.savez(out_path, backend=keras.backend.backend(), **found)
 
 

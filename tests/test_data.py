@@ -223,20 +223,32 @@ def test_resumed_dataset_reads_the_rest_of_the_uninterrupted_run(synthetic_featu
         np.testing.assert_array_equal(x["input_ids"].numpy(), x_whole["input_ids"].numpy())
 
 
-def test_numpy_batches_hold_the_tf_data_batches_padded_to_16(synthetic_features):
+def test_numpy_batches_hold_the_tf_data_batches_padded_to_16_and_filled(synthetic_features):
     extra = {"teacher_logits": np.arange(2 * len(synthetic_features), dtype=np.float32
                                          ).reshape(-1, 2)}
     for training in (True, False):
-        tf_batches = list(data.make_dataset(synthetic_features, 8, training, seed=5,
+        tf_batches = list(data.make_dataset(synthetic_features, 7, training, seed=5,
                                             extra=extra, epochs=2))
-        plan = data._plan(synthetic_features, 8, training, 5, 2, 0, 0)
-        numpy_batches = data.NumpyBatches(synthetic_features, plan, extra, 16)
+        plan = data._plan(synthetic_features, 7, training, 5, 2, 0, 0)
+        numpy_batches = data.NumpyBatches(synthetic_features, plan, extra, 16, rows=7)
         assert len(numpy_batches) == len(tf_batches)
-        for (x, y), (x_np, y_np) in zip(tf_batches, numpy_batches):
-            np.testing.assert_array_equal(y_np, y.numpy())
-            np.testing.assert_array_equal(x_np["teacher_logits"], x["teacher_logits"].numpy())
+        assert any(len(y) < 7 for _, y in tf_batches)  # some short batch gets filled
+        shapes = set()
+        for (x, y), (x_np, y_np, weights) in zip(tf_batches, numpy_batches):
+            real = len(y)
+            assert len(y_np) == 7 and list(weights) == [1.0] * real + [0.0] * (7 - real)
+            np.testing.assert_array_equal(y_np[:real], y.numpy())
+            np.testing.assert_array_equal(x_np["teacher_logits"][:real],
+                                          x["teacher_logits"].numpy())
             width = x["input_ids"].shape[1]
+            shapes.add(x_np["input_ids"].shape)
             for name in data.FEATURE_NAMES:
                 assert x_np[name].shape[1] % 16 == 0 and x_np[name].shape[1] >= width
-                np.testing.assert_array_equal(x_np[name][:, :width], x[name].numpy())
+                np.testing.assert_array_equal(x_np[name][:real, :width], x[name].numpy())
                 assert not x_np[name][:, width:].any()
+                # Filler rows repeat the batch's own rows in order.
+                np.testing.assert_array_equal(x_np[name][real:], x_np[name][
+                    np.arange(real, 7) % real])
+        if training:  # one shape per 16-token length bucket, whatever the batch's size
+            buckets = {-(-int(n) // 16) * 16 for n in synthetic_features.lengths}
+            assert shapes == {(7, width) for width in buckets}

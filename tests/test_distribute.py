@@ -1,5 +1,6 @@
 """tf.distribute: strategy names, and one mirrored step equal to one single-device step."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -35,6 +36,23 @@ def test_mirrored_step_equals_single_device_step():
     # (a plain mean over each replica's half) would double the update.
     assert update > 1e-3
     assert diff <= 1e-5 and diff < update / 50  # 2 replicas changed them as 1 did
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_jax_data_parallel_steps_equal_single_device_steps():
+    result = subprocess.run([sys.executable, os.path.join(HERE, "data_parallel_step.py")],
+                            capture_output=True, text=True, timeout=300,
+                            cwd=os.path.dirname(HERE),
+                            env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE)))
+    match = re.search(r"devices=(\d+) variable_on=(\d+) max_weight_diff=(\S+) "
+                      r"max_update=(\S+)", result.stdout)
+    assert match, result.stdout + result.stderr[-4000:]
+    devices, holders = int(match.group(1)), int(match.group(2))
+    diff, update = float(match.group(3)), float(match.group(4))
+    assert devices == 2 and holders == 2  # replicated over both devices
+    assert update > 1e-4
+    # Dropout on, filler rows in the batch: two devices train as one does.
+    assert diff <= 1e-5 and diff < update / 50
 
 
 def test_multi_worker_script_runs_two_local_workers(tmp_path):

@@ -1,5 +1,6 @@
-"""The command line on Keras' JAX backend: a tiny sid run end to end, its student
-exported from a TensorFlow run, and the error of an export asked for on JAX."""
+"""The command line on Keras' JAX backend: a tiny sid run end to end with TensorFlow
+unimportable, data-parallel over two CPU devices, its student exported from a TensorFlow
+run, and the errors of what JAX cannot do."""
 
 import glob
 import importlib.util
@@ -23,21 +24,31 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                                 reason="jax is not installed")
 
 
-def run_cli(backend, *args):
-    return subprocess.run([sys.executable, "-m", "kd_keras.main", *args], cwd=REPO,
+TWO_CPU_DEVICES = "--xla_force_host_platform_device_count=2"
+
+
+def run_cli(backend, *args, tensorflow=True, xla_flags=""):
+    """kd_keras.main in a new process; tensorflow=False: with TensorFlow unimportable."""
+    launcher = ["-m"] if tensorflow else [os.path.join(REPO, "tests", "without_tensorflow.py")]
+    return subprocess.run([sys.executable, *launcher, "kd_keras.main", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, KERAS_BACKEND=backend))
+                          env=dict(os.environ, KERAS_BACKEND=backend, XLA_FLAGS=xla_flags))
 
 
 @pytest.fixture(scope="module")
 def jax_run(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("jax"))
-    result = run_cli("jax", *JAX_RUN, f"--model_dir={model_dir}")
+    # As on a machine with Keras and JAX only (nothing may need TensorFlow), data-parallel
+    # over two CPU devices.
+    result = run_cli("jax", *JAX_RUN, f"--model_dir={model_dir}",
+                     "--distribution_strategy=mirrored", tensorflow=False,
+                     xla_flags=TWO_CPU_DEVICES)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     return model_dir, result
 
 
-def test_sid_run_on_jax_writes_results_and_tensorboard_but_no_export(jax_run):
+def test_sid_run_on_jax_without_tensorflow_writes_results_and_tensorboard_but_no_export(
+        jax_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     model_dir, result = jax_run
@@ -56,7 +67,9 @@ def test_sid_run_on_jax_writes_results_and_tensorboard_but_no_export(jax_run):
         events = EventAccumulator(path, size_guidance={"tensors": 0})
         events.Reload()
         found |= set(events.Tags()["tensors"])
-    assert {"epoch_loss", "epoch_att_kl_s1_t2", "epoch_stage", "epoch_f1"} <= found
+    assert {"epoch_loss", "epoch_att_kl_s1_t2", "epoch_stage", "epoch_f1",
+            "epoch_learning_rate", "stage", "attention/stage_1",
+            "_hparams_/session_start_info"} <= found
 
 
 def test_export_on_jax_is_refused_and_tensorflow_exports_the_jax_student(jax_run):
@@ -83,3 +96,16 @@ def test_export_on_jax_is_refused_and_tensorflow_exports_the_jax_student(jax_run
         "serving_default"]
     served = serve(**{k: tf.constant(v) for k, v in features.padded().items()})["logits"]
     np.testing.assert_allclose(served.numpy(), recorded["student_logits"], atol=1e-5)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--distribution_strategy=multi_worker_mirrored"], "needs Keras' TensorFlow backend"),
+    (["--distribution_strategy=mirrored", "--batch_size=31"],
+     "--batch_size=31 does not split over the 2 devices"),
+])
+def test_what_jax_cannot_do_is_one_line_and_exit_2(tmp_path, flags, message):
+    result = run_cli("jax", *JAX_RUN, f"--model_dir={tmp_path / 'run'}", *flags,
+                     tensorflow=False, xla_flags=TWO_CPU_DEVICES)
+    assert result.returncode == 2, result.stdout + result.stderr[-2000:]
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert not os.path.exists(tmp_path / "run")
