@@ -168,7 +168,7 @@ class TrainConfig:
         "none", "Keras mixed precision policy: mixed_float16 for GPUs (loss scaling is "
         "automatic), mixed_bfloat16 for TPUs and recent CPUs/GPUs.", choices=PRECISIONS)
     xla: bool = option(False, "Compile the train step with XLA (jit_compile); pays off on "
-                       "GPUs and TPUs.")
+                       "GPUs and TPUs.  Always on with KERAS_BACKEND=jax.")
     # Multi-worker runs: every worker backs up to (and resumes from) the chief's
     # model_dir/backup, while non-chief workers write their other files elsewhere.
     backup_dir: Optional[str] = option(None, "", flag=False)

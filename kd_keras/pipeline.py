@@ -189,7 +189,8 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
             learning_rate, epochs * steps_per_epoch, config.train.warmup_proportion,
             config.train.weight_decay,
             model.stage_start if config.distill.stage_warmup else None),
-            jit_compile=config.train.xla)
+            # JAX runs a step un-jitted (op by op, ~100x slower) unless it is compiled.
+            jit_compile=config.train.xla or keras.backend.backend() == "jax")
         model.build_optimizer()
     backup_root = config.train.backup_dir or _path(config, "backup")
     backup_dir = os.path.join(backup_root, run_name)
@@ -588,6 +589,18 @@ def export_student_model(config: RunConfig, spec: TaskSpec, student: EncoderClas
                                  text_signature=wordpiece)
 
 
+def use_jax_compilation_cache(config: RunConfig) -> None:
+    """On JAX, keeps compiled steps in the run's cache folder (cache/jax), so a resumed
+    run or one sharing --cache_dir does not compile the same shapes again (each takes
+    seconds on a CPU).  JAX keys entries by the program, its version and the devices;
+    $JAX_COMPILATION_CACHE_DIR, when set, wins."""
+    if keras.backend.backend() != "jax" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.path.join(cache_dir(config), "jax"))
+
+
 def strategy_for(config: RunConfig):
     t = config.train
     strategy = distribute.get_strategy(t.distribution_strategy, t.num_gpus, t.tpu)
@@ -624,6 +637,7 @@ def run(config: RunConfig) -> int:
     model_dir = config.train.model_dir
     # Before anything is written: a folder holding another run is never touched.
     run_identity.check(model_dir, run_identity.describe(config))
+    use_jax_compilation_cache(config)
     mode = config.mode
     recorded_labels = run_identity.recorded(model_dir).get("labels")
     spec = task_spec(config, recorded_labels if mode in ("predict", "export") else None)

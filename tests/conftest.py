@@ -1,10 +1,17 @@
 """Shared tiny, odd-sized fixtures: 3 heads, hidden 48, vocab 97, so shape bugs show."""
 
 import os
+import tempfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
+
+# The JAX runs that tests start share one compilation cache: the same tiny shapes are
+# compiled once per test session, not once per process (seconds each on a CPU).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), f"kd_keras_tests_jax_cache_{os.getuid()}_{os.getppid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from kd_keras import data, models, tasks
 

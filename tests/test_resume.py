@@ -1,5 +1,6 @@
 """A run killed with SIGKILL mid-stage and rerun equals an uninterrupted run."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from test_end_to_end import REPO, run_cli
+from test_end_to_end import REPO
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import make_example_data  # noqa: E402
@@ -20,15 +21,29 @@ MODEL = ["--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48", "--tiny_h
          "--teacher_epochs=1", "--student_layers=2", "--epochs=1", "--epochs_per_stage=2",
          "--max_seq_length=32", "--batch_size=16", "--checkpoint_steps=3", "--schedule=sid",
          "--mode=distill", "--speed_seconds=0"]
+# Smaller on JAX (a 2-stage sid), where every new shape costs the jitted step a compile.
+JAX_MODEL = [{"--tiny_layers=4": "--tiny_layers=2", "--tiny_hidden_size=48":
+              "--tiny_hidden_size=32", "--tiny_heads=3": "--tiny_heads=2",
+              "--student_layers=2": "--student_layers=1"}.get(f, f) for f in MODEL]
+BACKENDS = ["tensorflow"] + (["jax"] if importlib.util.find_spec("jax") else [])
 
 
-def run_flags(source, folder):
+def run_flags(source, folder, backend="tensorflow"):
     """The run's flags on the synthetic task or on own CSV files (256 training rows)."""
+    model = JAX_MODEL if backend == "jax" else MODEL
     if source == "synthetic":
-        return ["--task=synthetic", "--synthetic_size=256", *MODEL]
+        return ["--task=synthetic", "--synthetic_size=256", *model]
     make_example_data.write_example(folder, train_size=256, dev_size=64)
     return [f"--train_file={folder}/train.csv", f"--dev_file={folder}/dev.csv",
-            "--text_fields=review", "--label_field=sentiment", *MODEL]
+            "--text_fields=review", "--label_field=sentiment", *model]
+
+
+def run_cli(backend, *args):
+    result = subprocess.run([sys.executable, "-m", "kd_keras.main", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, KERAS_BACKEND=backend))
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
 
 
 def student_weights(model_dir):
@@ -47,13 +62,14 @@ def read_backup(model_dir):
         return {}
 
 
-def kill_mid_epoch(run, model_dir, epoch, batch):
+def kill_mid_epoch(backend, run, model_dir, epoch, batch):
     """Starts the run; SIGKILLs it once a backup inside epoch ``epoch`` past batch
     ``batch`` exists (both 0-based)."""
     process = subprocess.Popen([sys.executable, "-m", "kd_keras.main", *run,
                                 f"--model_dir={model_dir}"], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                               env=dict(os.environ, PYTHONUNBUFFERED="1",
+                                        KERAS_BACKEND=backend))
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         state = read_backup(model_dir)
@@ -72,22 +88,25 @@ def kill_mid_epoch(run, model_dir, epoch, batch):
 SOURCES = ["synthetic"] + (["own_data"] if os.environ.get("KD_KERAS_LONG_TESTS") else [])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("source", SOURCES)
-def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source):
-    run = run_flags(source, str(tmp_path / "data"))
+def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source, backend):
+    run = run_flags(source, str(tmp_path / "data"), backend)
+    stages = 3 if backend == "tensorflow" else 2  # student layers + the classifier stage
     teacher_dir = str(tmp_path / "teacher_run")
-    run_cli(*run[:-2], "--mode=train_teacher", f"--model_dir={teacher_dir}")
+    run_cli(backend, *run[:-2], "--mode=train_teacher", f"--model_dir={teacher_dir}")
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     for folder in (straight, resumed):
         shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(folder, "teacher"))
 
-    run_cli(*run, f"--model_dir={straight}")
+    run_cli(backend, *run, f"--model_dir={straight}")
     # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
-    output = kill_mid_epoch(run, resumed, epoch=2, batch=5)
-    assert "Stage 2/3: sid 2/3" in output and "Stage 2/3 ends" not in output
+    output = kill_mid_epoch(backend, run, resumed, epoch=2, batch=5)
+    assert f"Stage 2/{stages}: sid 2/{stages}" in output
+    assert f"Stage 2/{stages} ends" not in output
     # The backup left is inside stage 2: stage 1 has ended, stage 2 has not.
     assert [s["stage"] for s in read_backup(resumed)["run_state"]["stages"]] == [1]
-    second = run_cli(*run, f"--model_dir={resumed}")
+    second = run_cli(backend, *run, f"--model_dir={resumed}")
     line = next(l for l in second.stdout.splitlines() if l.startswith("Resuming distill"))
     assert line.startswith("Resuming distill from its backup at epoch 3, batch ")
     assert int(line.rsplit(" ", 1)[1].rstrip(".")) > 5  # mid-epoch, not at its start
@@ -97,7 +116,7 @@ def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source)
             open(os.path.join(resumed, "results.json")) as b:
         expected, got = json.load(a), json.load(b)
     assert got["stages"] == expected["stages"]
-    assert [s["stage"] for s in got["stages"]] == [1, 2, 3]
+    assert [s["stage"] for s in got["stages"]] == list(range(1, stages + 1))
     assert got["dev_history"] == expected["dev_history"]
     assert got["student"]["dev"] == expected["student"]["dev"]
     want, have = student_weights(straight), student_weights(resumed)
