@@ -15,7 +15,7 @@ live here.
 
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import jax
 import keras
@@ -38,6 +38,21 @@ def model_mapping(model, trainable: Sequence, non_trainable: Sequence) -> List:
     StatelessScope."""
     return (list(zip(model.trainable_variables, trainable))
             + list(zip(model.non_trainable_variables, non_trainable)))
+
+
+def jitted_logits(model) -> Callable:
+    """A jitted inference forward of ``model`` (an EncoderClassifier) with its weights as
+    they are now: features, each int [batch, seq] -> float32 logits [batch, labels]."""
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    @jax.jit
+    def forward(trainable, non_trainable, x):
+        with keras.StatelessScope(state_mapping=model_mapping(model, trainable,
+                                                              non_trainable)):
+            return ops.cast(model(x, training=False), "float32")
+
+    return lambda x: forward(trainable, non_trainable, x)
 
 
 def _metrics(model, metric_values: Sequence, total, values, y, logits, weights) -> Tuple:

@@ -400,21 +400,10 @@ def _logits_function(model: EncoderClassifier):
     labels] (a tf.function on TensorFlow, a jitted stateless call on JAX, which reads
     the weights as they are now)."""
     if keras.backend.backend() == "jax":
-        import jax
+        from kd_keras.jax_steps import jitted_logits
 
-        from kd_keras.jax_steps import model_mapping
-
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-
-        @jax.jit
-        def forward(trainable, non_trainable, x):
-            with keras.StatelessScope(state_mapping=model_mapping(model, trainable,
-                                                                  non_trainable)):
-                return keras.ops.cast(model(x, training=False), "float32")
-
-        return lambda x: forward(trainable, non_trainable,
-                                 {name: x[name] for name in data.FEATURE_NAMES})
+        forward = jitted_logits(model)
+        return lambda x: forward({name: x[name] for name in data.FEATURE_NAMES})
     import tensorflow as tf
 
     spec = {name: tf.TensorSpec([None, None], tf.int32) for name in data.FEATURE_NAMES}

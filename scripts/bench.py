@@ -5,10 +5,13 @@
     python scripts/bench.py --size=base --rss    # peak memory of a batch-32 distill step
     python scripts/bench.py --size=base --only_all   # just the `all` step, one JSON line
                                                      # (what scripts/bench_peer.py runs)
+    python scripts/bench.py --backend=jax --size=base  # the step table on Keras' JAX
+                                                       # backend (scripts/bench_jax.py)
 
 Each timing is the median of --repeats calls after --warmup calls.  Results go to
 benchmarks/<size>.json (or <size>_rss.json) and BENCHMARKS.md is rebuilt from every
-JSON in benchmarks/ (scripts/bench_textbrewer.py writes the PyTorch peer's).
+JSON in benchmarks/ (scripts/bench_textbrewer.py writes the PyTorch peer's,
+scripts/bench_jax.py the JAX tables, scripts/gpu_bench.sh the GPU run's).
 --xla and --mixed_precision apply to the train steps, for GPU runs.
 """
 
@@ -20,6 +23,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,63 +35,26 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kd_keras import distiller, losses, models, schedules  # noqa: E402
+from kd_keras import distiller, losses  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_sizes import SIZES, cpu_description, serving_signature  # noqa: E402
+from bench_sizes import (SIZES, build_pair, cpu_description, median_seconds,  # noqa: E402
+                         numpy_inputs, serving_signature)
+from bench_sizes import distiller_for as compiled_distiller  # noqa: E402
 
 BENCH_DIR = os.path.join(REPO, "benchmarks")
 
 
 def make_inputs(size: dict, batch: int, seed: int = 0):
-    """A fixed batch of pair inputs, the last quarter of each row padded."""
-    rng = np.random.RandomState(seed)
-    seq = size["seq"]
-    ids = rng.randint(5, size["vocab"], size=(batch, seq)).astype(np.int32)
-    mask = np.ones((batch, seq), np.int32)
-    mask[batch // 2:, seq - seq // 4:] = 0
-    ids[mask == 0] = 0
-    ids[:, 0] = 2
-    types = np.zeros((batch, seq), np.int32)
-    types[:, seq // 2:] = 1
-    types[mask == 0] = 0
-    x = {"input_ids": tf.constant(ids), "attention_mask": tf.constant(mask),
-         "token_type_ids": tf.constant(types)}
-    return x, tf.constant(rng.randint(0, 2, size=batch).astype(np.int32))
-
-
-def build_pair(size: dict):
-    config = models.bert_config(size["vocab"], 2, num_layers=size["teacher_layers"],
-                                hidden_size=size["hidden"], num_heads=size["heads"],
-                                intermediate_size=size["intermediate"],
-                                max_position_embeddings=max(512, size["seq"]))
-    teacher = models.build_model(config, seed=1)
-    mapping = models.layer_mapping(size["teacher_layers"], size["student_layers"])
-    student = models.derive_student(teacher, size["student_layers"], mapping)
-    return teacher, student, mapping
+    """bench_sizes.numpy_inputs as TensorFlow constants."""
+    x, y = numpy_inputs(size, batch, seed)
+    return {k: tf.constant(v) for k, v in x.items()}, tf.constant(y)
 
 
 def distiller_for(teacher, student, mapping, schedule: str, args,
                   cached_teacher_logits: bool = False) -> distiller.Distiller:
-    stages = schedules.build_schedule(schedule, len(mapping), 1, 1)
-    model = distiller.for_schedule(student, None if schedule == "finetune" else teacher,
-                                   mapping, stages,
-                                   cached_teacher_logits=cached_teacher_logits)
-    model.compile(optimizer=distiller.make_optimizer(1e-5, 10_000, 0.0, 0.01),
-                  jit_compile=args.xla)
-    model.build_optimizer()
-    return model
-
-
-def median_seconds(step, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return compiled_distiller(teacher, student, mapping, schedule, args.xla,
+                              cached_teacher_logits)
 
 
 def stage_step(model: distiller.Distiller, index: int, x, y):
@@ -283,6 +250,68 @@ def speedup_section(result: dict) -> list:
     return lines
 
 
+def jax_section(result: dict, paired: dict = None) -> list:
+    """scripts/bench_jax.py's table (and bench_peer.py --peer=jax's paired rounds)."""
+    size, env = result["size"], result["environment"]
+    device = env["device"]
+    where = (f"{device['cpu']['model']}, {device['cpu']['isa']}, bfloat16 "
+             f"{'yes' if device['cpu']['bfloat16'] else 'no'}" if device.get("cpu")
+             else device["name"])
+    lines = [f"## Keras on JAX: {size['teacher_layers']} -> {size['student_layers']} layers, "
+             f"hidden {size['hidden']}, batch {size['batch']}, length {size['seq']}, "
+             f"{result['precision']} ({where})", "",
+             f"{env['date']}, {env['cpus']} CPUs, Keras {env['keras']}, JAX {env['jax']}, "
+             f"`scripts/bench_jax.py`, jitted steps, median of {env['repeats']}.", "",
+             "| measurement | ms | examples/s | TFLOP/s |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {v['seconds'] * 1000:,.1f} | {fmt(v['examples_per_second'])} | "
+              f"{v['tflops_per_second']:.3f} |" for name, v in result["timings"].items()]
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {name} | {value:.3f} |" for name, value in result["ratios"].items()]
+    lines.append("")
+    if paired:
+        lines += [f"JAX against TensorFlow, paired rounds ({paired['date']}, "
+                  "`scripts/bench_peer.py --peer=jax`): the `all` step of each backend "
+                  "timed back to back in fresh processes, order alternating.", "",
+                  "| round | TensorFlow s | JAX s | JAX / TensorFlow |",
+                  "|---:|---:|---:|---:|"]
+        lines += [f"| {i} | {r['kd_keras_seconds']:.2f} | {r['jax_seconds']:.2f} | "
+                  f"{r['ratio']:.2f}x |" for i, r in enumerate(paired["rounds"], 1)]
+        met = paired["median_ratio"] <= 1.2
+        lines += ["", "| target | measured | met |", "|---|---:|---|",
+                  f"| JAX `all` step no slower than 1.2x the TensorFlow one (median round) "
+                  f"| {paired['median_ratio']:.2f}x | {'yes' if met else '**no**'} |", ""]
+    return lines
+
+
+def gpu_section(summary: dict) -> list:
+    """scripts/gpu_bench.sh's run (scripts/gpu_summary.py's summary.json)."""
+    from gpu_summary import targets
+
+    size = summary["size"]
+    lines = [f"## GPU: {summary['device']['name']}, {size['teacher_layers']} -> "
+             f"{size['student_layers']} layers, hidden {size['hidden']}, batch "
+             f"{size['batch']}, length {size['seq']}", "",
+             f"{summary['date']}, `scripts/gpu_bench.sh`: Keras {summary['keras']} on JAX "
+             f"{summary['jax']} against a hand-written eager PyTorch {summary['torch']} step "
+             "with the same terms (checked equal first), random weights, median of "
+             f"{summary['repeats']}. MFU: nominal model FLOPs (bench_sizes.step_flops) "
+             f"over {summary['peak_tflops']} TFLOP/s peak.", "",
+             "| precision | kd_keras `all` ms | eager PyTorch ms | PyTorch / kd_keras | "
+             "kd_keras `all` / (teacher fwd + student step) | MFU kd_keras | MFU PyTorch |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for precision, row in summary["precisions"].items():
+        mfu = [f"{v:.1%}" if v is not None else "n/a"
+               for v in (row["kd_keras_all_mfu"], row["torch_all_mfu"])]
+        lines.append(f"| {precision} | {row['kd_keras_all_ms']:.2f} | {row['torch_all_ms']:.2f}"
+                     f" | {row['torch_all / kd_keras_all']:.2f}x | "
+                     f"{row['kd_keras_all / (teacher_forward + student_train_step)']:.3f} | "
+                     f"{mfu[0]} | {mfu[1]} |")
+    lines += ["", "| target | measured | met |", "|---|---:|---|"]
+    lines += [f"| {label} | {value:.2f} | {'yes' if met else '**no**'} |"
+              for label, value, _, met in targets(summary)]
+    return lines + [""]
+
+
 def write_markdown() -> str:
     """Rebuilds BENCHMARKS.md from every JSON result in benchmarks/."""
     found = {}
@@ -377,6 +406,10 @@ def write_markdown() -> str:
             lines += targets_table(result["ratios"], peer_ratios)
     for key in sorted(k for k in found if k.startswith("speedup@")):
         lines += speedup_section(found[key])
+    for key in sorted(k for k in found if k.startswith("jax_")):
+        lines += jax_section(found[key], found.get(f"backends_{key[4:]}"))
+    for key in sorted(k for k in found if k.startswith("gpu_")):
+        lines += gpu_section(found[key])
     notes = os.path.join(BENCH_DIR, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as handle:
@@ -389,6 +422,8 @@ def write_markdown() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["tensorflow", "jax"], default="tensorflow",
+                        help="jax: run scripts/bench_jax.py (its own flags follow)")
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -403,7 +438,17 @@ def main() -> int:
     parser.add_argument("--no_write", action="store_true", help="print only")
     parser.add_argument("--markdown_only", action="store_true",
                         help="only rebuild BENCHMARKS.md from benchmarks/*.json")
-    args = parser.parse_args()
+    args, rest = parser.parse_known_args()
+    if args.backend == "jax":
+        # Keras' backend is fixed at its first import (TensorFlow, here): a new process.
+        command = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                "bench_jax.py"),
+                   f"--size={args.size}", f"--warmup={args.warmup}",
+                   f"--repeats={args.repeats}"] + (["--only_all"] if args.only_all else []) \
+            + (["--no_write"] if args.no_write else []) + rest
+        return subprocess.run(command, env=dict(os.environ, KERAS_BACKEND="jax")).returncode
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.markdown_only:
         print(f"Wrote {write_markdown()}")
         return 0

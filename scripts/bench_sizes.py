@@ -1,6 +1,8 @@
-"""Benchmark shapes shared by bench.py (TensorFlow) and bench_textbrewer.py (PyTorch),
-the CPU description every benchmark file is named by, and the student export the
-serving timings call (TensorFlow only, imported when used)."""
+"""Benchmark shapes shared by bench.py (TensorFlow), bench_jax.py (Keras on JAX),
+bench_textbrewer.py and bench_torch_step.py (PyTorch); the inputs and models they build
+(kd_keras imported when used, so the PyTorch scripts need none of it); the nominal
+FLOPs of a step; the CPU description every benchmark file is named by; and the student
+export the serving timings call (TensorFlow only, imported when used)."""
 
 import platform
 
@@ -10,6 +12,97 @@ SIZES = {
     "base": dict(teacher_layers=12, student_layers=6, hidden=768, heads=12,
                  intermediate=3072, vocab=30522, batch=16, seq=128),
 }
+# The GPU measurements of issue #17: BERT-base shapes at batch 32.
+SIZES["base32"] = dict(SIZES["base"], batch=32)
+
+
+def numpy_inputs(size: dict, batch: int, seed: int = 0):
+    """A fixed batch of pair inputs, the last quarter of the second half's rows padded.
+
+    Returns:
+        (features: input_ids, attention_mask, token_type_ids int32 [batch, seq],
+        labels int32 [batch]).
+    """
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    seq = size["seq"]
+    ids = rng.randint(5, size["vocab"], size=(batch, seq)).astype(np.int32)
+    mask = np.ones((batch, seq), np.int32)
+    mask[batch // 2:, seq - seq // 4:] = 0
+    ids[mask == 0] = 0
+    ids[:, 0] = 2
+    types = np.zeros((batch, seq), np.int32)
+    types[:, seq // 2:] = 1
+    types[mask == 0] = 0
+    features = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    return features, rng.randint(0, 2, size=batch).astype(np.int32)
+
+
+def build_pair(size: dict):
+    """A random BERT teacher of the size and a student cut from it (every
+    (L_t / L_s)-th layer): (teacher, student, mapping)."""
+    from kd_keras import models
+
+    config = models.bert_config(size["vocab"], 2, num_layers=size["teacher_layers"],
+                                hidden_size=size["hidden"], num_heads=size["heads"],
+                                intermediate_size=size["intermediate"],
+                                max_position_embeddings=max(512, size["seq"]))
+    teacher = models.build_model(config, seed=1)
+    pairs = mapping(size)
+    student = models.derive_student(teacher, size["student_layers"], pairs)
+    return teacher, student, pairs
+
+
+def distiller_for(teacher, student, pairs, schedule: str, jit_compile: bool,
+                  cached_teacher_logits: bool = False):
+    """A compiled Distiller of one schedule with the pipeline's optimizer."""
+    from kd_keras import distiller, schedules
+
+    stages = schedules.build_schedule(schedule, len(pairs), 1, 1)
+    model = distiller.for_schedule(student, None if schedule == "finetune" else teacher,
+                                   pairs, stages,
+                                   cached_teacher_logits=cached_teacher_logits)
+    model.compile(optimizer=distiller.make_optimizer(1e-5, 10_000, 0.0, 0.01),
+                  jit_compile=jit_compile)
+    model.build_optimizer()
+    return model
+
+
+def median_seconds(step, warmup: int, repeats: int) -> float:
+    """The median wall time of ``repeats`` calls of ``step`` after ``warmup`` calls
+    (``step`` waits for its own result)."""
+    import statistics
+    import time
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def layer_flops(size: dict) -> float:
+    """Nominal FLOPs of one encoder layer's forward pass over the whole batch: the six
+    matrix products per token (Q, K, V, attention output, two feed-forward) and the two
+    attention products (scores, context), 2 FLOPs per multiply-add."""
+    tokens = size["batch"] * size["seq"]
+    hidden, inner = size["hidden"], size["intermediate"]
+    dense = 2 * tokens * (4 * hidden * hidden + 2 * hidden * inner)
+    attention = 2 * 2 * size["batch"] * size["seq"] * size["seq"] * hidden
+    return float(dense + attention)
+
+
+def step_flops(size: dict, forward_layers: int, trained_layers: int) -> float:
+    """Nominal FLOPs of a step that runs ``forward_layers`` layers forward only (the
+    frozen teacher) and ``trained_layers`` forward and backward (3x a forward: the
+    backward pass computes gradients for both inputs and weights).  Embeddings, the
+    head and the losses are left out (under 1% at BERT-base shapes), and so is the
+    saving of the [CLS]-only last layer: model FLOPs count the layers as written."""
+    return layer_flops(size) * (forward_layers + 3 * trained_layers)
 
 
 def mapping(size: dict):

@@ -1,4 +1,5 @@
-"""scripts/bench.py runs end to end at tiny size (a smoke test: timings are not checked)."""
+"""scripts/bench.py runs end to end at tiny size, on TensorFlow and (handed over to
+scripts/bench_jax.py) on JAX: a smoke test, timings are not checked."""
 
 import json
 import os
@@ -27,3 +28,12 @@ def test_bench_only_all_prints_one_json_line_with_the_step_time():
     assert result.returncode == 0, result.stdout + result.stderr
     line = [text for text in result.stdout.splitlines() if text.startswith("{")][-1]
     assert json.loads(line)["distill_all_seconds"] > 0
+
+
+def test_bench_backend_jax_hands_over_to_bench_jax():
+    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "bench.py"),
+                             "--backend=jax", "--size=tiny", "--warmup=1", "--repeats=1",
+                             "--rows=teacher_forward", "--no_write"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " on JAX " in result.stdout and "teacher_forward" in result.stdout

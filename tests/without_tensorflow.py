@@ -2,6 +2,7 @@
 as on a machine that has only Keras and JAX:
 
     python tests/without_tensorflow.py kd_keras.main --task=synthetic ...
+    python tests/without_tensorflow.py scripts/bench_jax.py --size=tiny ...   (a script)
 """
 
 import os
@@ -15,5 +16,8 @@ if __name__ == "__main__":
         sys.modules[name] = None  # "import tensorflow" now raises ImportError
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     module, sys.argv = sys.argv[1], [sys.argv[1], *sys.argv[2:]]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    if module.endswith(".py"):
+        runpy.run_path(module, run_name="__main__")
+    else:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
     raise SystemExit(0)
