@@ -176,7 +176,12 @@ def load_tfds(spec: TaskSpec, split: str, tfds_data_dir: Optional[str] = None,
     """
     if spec.tfds_name is None:
         raise DataError(f"Task '{spec.name}' has no TFDS version; pass --data_dir.")
-    import tensorflow_datasets as tfds  # slow import, only when TFDS is used
+    try:
+        import tensorflow_datasets as tfds  # slow import, only when TFDS is used
+    except ImportError:  # Keras on JAX without TensorFlow
+        raise DataError(f"No data for task '{spec.name}': TFDS needs TensorFlow, which is "
+                        "not installed. Pass --data_dir=<GLUE dir> (with "
+                        f"{spec.dir_name}/{spec.train_file}) or set $GLUE_DIR.") from None
 
     builder = tfds.builder(spec.tfds_name, data_dir=tfds_data_dir)
     if not builder.is_prepared():

@@ -109,3 +109,13 @@ def test_what_jax_cannot_do_is_one_line_and_exit_2(tmp_path, flags, message):
     assert result.returncode == 2, result.stdout + result.stderr[-2000:]
     assert message in result.stderr.strip().splitlines()[-1]
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_glue_without_data_dir_or_tensorflow_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    result = run_cli("jax", *JAX_RUN, "--task=mrpc", f"--model_dir={tmp_path / 'run'}",
+                     tensorflow=False)
+    assert result.returncode == 2, result.stdout + result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "TFDS needs TensorFlow, which is not installed" in last and "--data_dir" in last
+    assert not os.path.exists(tmp_path / "run")
