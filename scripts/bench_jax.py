@@ -40,8 +40,8 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench_sizes import (SIZES, build_pair, cpu_description, median_seconds,  # noqa: E402
-                         numpy_inputs, step_flops)
+from bench_sizes import (SIZES, build_pair, cpu_description, numpy_inputs,  # noqa: E402
+                         step_flops, timed_row)
 from bench_sizes import distiller_for as compiled_distiller  # noqa: E402
 from kd_keras import distiller, encoders, jax_steps  # noqa: E402
 
@@ -117,11 +117,8 @@ def run_timings(args, size: dict, rows) -> dict:
     results = {}
 
     def record(name, step, flops):
-        seconds = median_seconds(step, args.warmup, args.repeats)
-        results[name] = {"seconds": seconds, "examples_per_second": size["batch"] / seconds,
-                         "tflops_per_second": flops / seconds / 1e12}
-        print(f"{name:<34} {seconds * 1000:10.2f} ms  {size['batch'] / seconds:9.1f} ex/s "
-              f"{flops / seconds / 1e12:8.2f} TFLOP/s", flush=True)
+        results[name] = timed_row(name, step, size["batch"], flops, args.warmup,
+                                  args.repeats)
 
     if "teacher_forward" in rows:
         record("teacher_forward", forward_step(teacher, x), step_flops(size, t, 0))

@@ -85,6 +85,18 @@ def median_seconds(step, warmup: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def timed_row(name: str, step, examples: int, flops: float, warmup: int,
+              repeats: int) -> dict:
+    """Times ``step`` (median_seconds), prints a table row and returns it: seconds,
+    examples/s and TFLOP/s of ``flops`` nominal FLOPs."""
+    seconds = median_seconds(step, warmup, repeats)
+    row = {"seconds": seconds, "examples_per_second": examples / seconds,
+           "tflops_per_second": flops / seconds / 1e12}
+    print(f"{name:<34} {seconds * 1000:10.2f} ms  {examples / seconds:9.1f} ex/s "
+          f"{row['tflops_per_second']:8.2f} TFLOP/s", flush=True)
+    return row
+
+
 def layer_flops(size: dict) -> float:
     """Nominal FLOPs of one encoder layer's forward pass over the whole batch: the six
     matrix products per token (Q, K, V, attention output, two feed-forward) and the two

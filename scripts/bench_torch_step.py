@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_sizes import SIZES, mapping, median_seconds, numpy_inputs, step_flops  # noqa: E402
+from bench_sizes import SIZES, mapping, numpy_inputs, step_flops, timed_row  # noqa: E402
 
 MASK_VALUE = -1e4
 EPSILON = 1e-12
@@ -231,11 +231,7 @@ def run_timings(size: dict, precision: str, device, warmup: int, repeats: int) -
         def step():
             function()
             synchronize(device)
-        seconds = median_seconds(step, warmup, repeats)
-        results[name] = {"seconds": seconds, "examples_per_second": size["batch"] / seconds,
-                         "tflops_per_second": flops / seconds / 1e12}
-        print(f"{name:<34} {seconds * 1000:10.2f} ms  {size['batch'] / seconds:9.1f} ex/s "
-              f"{flops / seconds / 1e12:8.2f} TFLOP/s", flush=True)
+        results[name] = timed_row(name, step, size["batch"], flops, warmup, repeats)
 
     def forward():
         with step._context(), torch.no_grad():
