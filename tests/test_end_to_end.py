@@ -18,9 +18,21 @@ TINY_RUN = ["--task=synthetic", "--teacher=tiny", "--tiny_layers=4", "--tiny_hid
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_cli(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "kd_keras.main", *args], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
+def run_cli(*args, check=True, backend="tensorflow", tensorflow=True, xla_flags=None):
+    """``python -m kd_keras.main *args`` in a new process on Keras' ``backend``.
+
+    Args:
+        check: raise with the process's output when it exits non-zero.
+        tensorflow: False runs it with TensorFlow unimportable (tests/without_tensorflow.py),
+            as on a machine with Keras and JAX only.
+        xla_flags: $XLA_FLAGS for the process (None: this process's).
+    """
+    launcher = ["-m"] if tensorflow else [os.path.join(REPO, "tests", "without_tensorflow.py")]
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
+    result = subprocess.run([sys.executable, *launcher, "kd_keras.main", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=900, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result

@@ -6,13 +6,12 @@ import glob
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from test_end_to_end import run_cli
+
 # Smaller than test_end_to_end's run: every new batch shape costs the jitted step a
 # compilation on JAX.
 JAX_RUN = ["--task=synthetic", "--teacher=tiny", "--tiny_layers=2", "--tiny_hidden_size=32",
@@ -27,22 +26,13 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
 TWO_CPU_DEVICES = "--xla_force_host_platform_device_count=2"
 
 
-def run_cli(backend, *args, tensorflow=True, xla_flags=""):
-    """kd_keras.main in a new process; tensorflow=False: with TensorFlow unimportable."""
-    launcher = ["-m"] if tensorflow else [os.path.join(REPO, "tests", "without_tensorflow.py")]
-    return subprocess.run([sys.executable, *launcher, "kd_keras.main", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, KERAS_BACKEND=backend, XLA_FLAGS=xla_flags))
-
-
 @pytest.fixture(scope="module")
 def jax_run(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("jax"))
     # As on a machine with Keras and JAX only (nothing may need TensorFlow), data-parallel
     # over two CPU devices.
-    result = run_cli("jax", *JAX_RUN, f"--model_dir={model_dir}",
-                     "--distribution_strategy=mirrored", tensorflow=False,
-                     xla_flags=TWO_CPU_DEVICES)
+    result = run_cli(*JAX_RUN, f"--model_dir={model_dir}", "--distribution_strategy=mirrored",
+                     backend="jax", check=False, tensorflow=False, xla_flags=TWO_CPU_DEVICES)
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
     return model_dir, result
 
@@ -74,11 +64,12 @@ def test_sid_run_on_jax_without_tensorflow_writes_results_and_tensorboard_but_no
 
 def test_export_on_jax_is_refused_and_tensorflow_exports_the_jax_student(jax_run):
     model_dir, _ = jax_run
-    refused = run_cli("jax", *JAX_RUN, f"--model_dir={model_dir}", "--mode=export")
+    refused = run_cli(*JAX_RUN, f"--model_dir={model_dir}", "--mode=export", backend="jax",
+                      check=False)
     assert refused.returncode == 2, refused.stdout + refused.stderr[-2000:]
     assert "KERAS_BACKEND=tensorflow" in refused.stderr + refused.stdout
     assert not os.path.exists(os.path.join(model_dir, "export"))
-    exported = run_cli("tensorflow", *JAX_RUN, f"--model_dir={model_dir}", "--mode=export")
+    exported = run_cli(*JAX_RUN, f"--model_dir={model_dir}", "--mode=export", check=False)
     assert exported.returncode == 0, exported.stdout + exported.stderr[-4000:]
 
     import tensorflow as tf
@@ -104,8 +95,8 @@ def test_export_on_jax_is_refused_and_tensorflow_exports_the_jax_student(jax_run
      "--batch_size=31 does not split over the 2 devices"),
 ])
 def test_what_jax_cannot_do_is_one_line_and_exit_2(tmp_path, flags, message):
-    result = run_cli("jax", *JAX_RUN, f"--model_dir={tmp_path / 'run'}", *flags,
-                     tensorflow=False, xla_flags=TWO_CPU_DEVICES)
+    result = run_cli(*JAX_RUN, f"--model_dir={tmp_path / 'run'}", *flags, backend="jax",
+                     check=False, tensorflow=False, xla_flags=TWO_CPU_DEVICES)
     assert result.returncode == 2, result.stdout + result.stderr[-2000:]
     assert message in result.stderr.strip().splitlines()[-1]
     assert not os.path.exists(tmp_path / "run")
@@ -113,8 +104,8 @@ def test_what_jax_cannot_do_is_one_line_and_exit_2(tmp_path, flags, message):
 
 def test_glue_without_data_dir_or_tensorflow_is_one_line_and_exit_2(tmp_path, monkeypatch):
     monkeypatch.delenv("GLUE_DIR", raising=False)
-    result = run_cli("jax", *JAX_RUN, "--task=mrpc", f"--model_dir={tmp_path / 'run'}",
-                     tensorflow=False)
+    result = run_cli(*JAX_RUN, "--task=mrpc", f"--model_dir={tmp_path / 'run'}", backend="jax",
+                     check=False, tensorflow=False)
     assert result.returncode == 2, result.stdout + result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert "TFDS needs TensorFlow, which is not installed" in last and "--data_dir" in last

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from test_end_to_end import REPO
+from test_end_to_end import REPO, run_cli
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import make_example_data  # noqa: E402
@@ -34,14 +34,6 @@ def run_flags(source, folder, backend="tensorflow"):
     make_example_data.write_example(folder, train_size=256, dev_size=64)
     return [f"--train_file={folder}/train.csv", f"--dev_file={folder}/dev.csv",
             "--text_fields=review", "--label_field=sentiment", *model]
-
-
-def run_cli(backend, *args):
-    result = subprocess.run([sys.executable, "-m", "kd_keras.main", *args], cwd=REPO,
-                            capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, KERAS_BACKEND=backend))
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def student_weights(model_dir):
@@ -97,19 +89,19 @@ def check_sigkill_then_rerun(tmp_path, source, backend):
     run = run_flags(source, str(tmp_path / "data"), backend)
     stages = 3 if backend == "tensorflow" else 2  # student layers + the classifier stage
     teacher_dir = str(tmp_path / "teacher_run")
-    run_cli(backend, *run[:-2], "--mode=train_teacher", f"--model_dir={teacher_dir}")
+    run_cli(*run[:-2], "--mode=train_teacher", f"--model_dir={teacher_dir}", backend=backend)
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     for folder in (straight, resumed):
         shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(folder, "teacher"))
 
-    run_cli(backend, *run, f"--model_dir={straight}")
+    run_cli(*run, f"--model_dir={straight}", backend=backend)
     # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
     output = kill_mid_epoch(backend, run, resumed, epoch=2, batch=5)
     assert f"Stage 2/{stages}: sid 2/{stages}" in output
     assert f"Stage 2/{stages} ends" not in output
     # The backup left is inside stage 2: stage 1 has ended, stage 2 has not.
     assert [s["stage"] for s in read_backup(resumed)["run_state"]["stages"]] == [1]
-    second = run_cli(backend, *run, f"--model_dir={resumed}")
+    second = run_cli(*run, f"--model_dir={resumed}", backend=backend)
     line = next(l for l in second.stdout.splitlines() if l.startswith("Resuming distill"))
     assert line.startswith("Resuming distill from its backup at epoch 3, batch ")
     assert int(line.rsplit(" ", 1)[1].rstrip(".")) > 5  # mid-epoch, not at its start
