@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from kd_keras import distiller, losses  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_sizes import (SIZES, build_pair, cpu_description, median_seconds,  # noqa: E402
-                         numpy_inputs, serving_signature)
+                         numpy_inputs, ratios, serving_signature)
 from bench_sizes import distiller_for as compiled_distiller  # noqa: E402
 
 BENCH_DIR = os.path.join(REPO, "benchmarks")
@@ -140,30 +139,6 @@ def run_timings(args, size: dict) -> dict:
                        serving_call(model, size, os.path.join(folder, f"{who}{batch}"),
                                     batch), examples=batch)
     return results
-
-
-def ratios(t: dict, n: int) -> dict:
-    s = {name: v["seconds"] for name, v in t.items()}
-    sid_internal = statistics.mean(s[f"distill_sid_stage_{k}"] for k in range(1, n + 1))
-    return {
-        "fused_all / (teacher_forward + student_train_step)":
-            s["distill_all"] / (s["teacher_forward"] + s["student_train_step"]),
-        "naive_distill_step / distill_all": s["naive_distill_step"] / s["distill_all"],
-        "mean sid internal stage / distill_all": sid_internal / s["distill_all"],
-        "pid stage 1 / distill_all": s["distill_pid_stage_1"] / s["distill_all"],
-        "sid classifier cached / student_train_step":
-            s["distill_sid_classifier_cached"] / s["student_train_step"],
-        "sid classifier uncached / student_train_step":
-            s["distill_sid_classifier"] / s["student_train_step"],
-        "serving student / teacher throughput, batch 32":
-            s["serving_teacher_batch_32"] / s["serving_student_batch_32"],
-        "serving student / teacher throughput, batch 1":
-            s["serving_teacher_batch_1"] / s["serving_student_batch_1"],
-        # One epoch of each stage, as a share of as many epochs of `all` steps.
-        "sid run (N internal + cached classifier epochs) / same epochs of all":
-            (n * sid_internal + s["distill_sid_classifier_cached"])
-            / ((n + 1) * s["distill_all"]),
-    }
 
 
 def run_all_step(args, size: dict) -> dict:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -41,7 +40,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench_sizes import (SIZES, build_pair, cpu_description, numpy_inputs,  # noqa: E402
-                         step_flops, timed_row)
+                         ratios, step_flops, timed_row)
 from bench_sizes import distiller_for as compiled_distiller  # noqa: E402
 from kd_keras import distiller, encoders, jax_steps  # noqa: E402
 
@@ -141,21 +140,6 @@ def run_timings(args, size: dict, rows) -> dict:
         record("distill_sid_classifier_cached", stage_step(cached, n, cached_batch),
                step_flops(size, 0, n))
     return results
-
-
-def ratios(timings: dict, n: int) -> dict:
-    s = {name: value["seconds"] for name, value in timings.items()}
-    found = {}
-    if {"distill_all", "teacher_forward", "student_train_step"} <= set(s):
-        found["fused_all / (teacher_forward + student_train_step)"] = (
-            s["distill_all"] / (s["teacher_forward"] + s["student_train_step"]))
-    if "distill_all" in s and "distill_sid_stage_1" in s:
-        found["mean sid internal stage / distill_all"] = statistics.mean(
-            s[f"distill_sid_stage_{k}"] for k in range(1, n + 1)) / s["distill_all"]
-    if "distill_sid_classifier_cached" in s and "student_train_step" in s:
-        found["sid classifier cached / student_train_step"] = (
-            s["distill_sid_classifier_cached"] / s["student_train_step"])
-    return found
 
 
 def write_check_inputs(folder: str) -> None:

@@ -5,6 +5,8 @@ FLOPs of a step; the CPU description every benchmark file is named by; and the s
 export the serving timings call (TensorFlow only, imported when used)."""
 
 import platform
+import statistics
+import sys
 
 SIZES = {
     "tiny": dict(teacher_layers=4, student_layers=2, hidden=64, heads=4, intermediate=128,
@@ -72,7 +74,6 @@ def distiller_for(teacher, student, pairs, schedule: str, jit_compile: bool,
 def median_seconds(step, warmup: int, repeats: int) -> float:
     """The median wall time of ``repeats`` calls of ``step`` after ``warmup`` calls
     (``step`` waits for its own result)."""
-    import statistics
     import time
 
     for _ in range(warmup):
@@ -123,8 +124,79 @@ def mapping(size: dict):
     return [(k, k * step) for k in range(1, size["student_layers"] + 1)]
 
 
-def cpu_description() -> dict:
-    """The CPU model and the vector extensions that decide TensorFlow's speed on it."""
+def ratios(timings: dict, n: int) -> dict:
+    """The ratios the benchmark tables report, each one whose rows were timed.
+
+    Args:
+        timings: row name -> {"seconds": ...}, as bench.py and bench_jax.py record them.
+        n: the student's layer count (the number of sid internal stages).
+    """
+    s = {name: value["seconds"] for name, value in timings.items()}
+    sid_stages = [f"distill_sid_stage_{k}" for k in range(1, n + 1)]
+
+    def sid_internal():
+        return statistics.mean(s[stage] for stage in sid_stages)
+
+    def quotient(numerator: str, denominator: str):
+        return [numerator, denominator], lambda: s[numerator] / s[denominator]
+
+    formulas = [
+        ("fused_all / (teacher_forward + student_train_step)",
+         ["distill_all", "teacher_forward", "student_train_step"],
+         lambda: s["distill_all"] / (s["teacher_forward"] + s["student_train_step"])),
+        ("naive_distill_step / distill_all", *quotient("naive_distill_step", "distill_all")),
+        ("mean sid internal stage / distill_all", sid_stages + ["distill_all"],
+         lambda: sid_internal() / s["distill_all"]),
+        ("pid stage 1 / distill_all", *quotient("distill_pid_stage_1", "distill_all")),
+        ("sid classifier cached / student_train_step",
+         *quotient("distill_sid_classifier_cached", "student_train_step")),
+        ("sid classifier uncached / student_train_step",
+         *quotient("distill_sid_classifier", "student_train_step")),
+        ("serving student / teacher throughput, batch 32",
+         *quotient("serving_teacher_batch_32", "serving_student_batch_32")),
+        ("serving student / teacher throughput, batch 1",
+         *quotient("serving_teacher_batch_1", "serving_student_batch_1")),
+        # One epoch of each stage, as a share of as many epochs of `all` steps.
+        ("sid run (N internal + cached classifier epochs) / same epochs of all",
+         sid_stages + ["distill_sid_classifier_cached", "distill_all"],
+         lambda: (n * sid_internal() + s["distill_sid_classifier_cached"])
+         / ((n + 1) * s["distill_all"])),
+    ]
+    return {name: formula() for name, rows, formula in formulas if set(rows) <= set(s)}
+
+
+# What caps both frameworks at AVX2 on an AVX-512 CPU: oneDNN (TensorFlow's and
+# PyTorch's), MKL (PyTorch's matrix products) and PyTorch's own kernels.
+AVX2_CAP = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+            "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def isa_cap(environ=None) -> str:
+    """"AVX2" when the environment caps the libraries at AVX2 (all of ``AVX2_CAP``), "" when
+    none of those variables is set; exits (2) with a one-line error on a partial cap,
+    which would time one framework capped and the other not."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    found = {name: environ.get(name, "") for name in AVX2_CAP}
+    if not any(found.values()):
+        return ""
+    if all(found[name].lower() == value.lower() for name, value in AVX2_CAP.items()):
+        return "AVX2"
+    wanted = " ".join(f"{name}={value}" for name, value in AVX2_CAP.items())
+    print(f"error: cap both frameworks or neither: set all of {wanted} (found {found})",
+          file=sys.stderr)
+    raise SystemExit(2)
+
+
+# Checked on import, so that a half-capped environment fails before any timing, not
+# after it when the result file is named.
+isa_cap()
+
+
+def cpu_description(environ=None) -> dict:
+    """The CPU model and the vector extensions that decide TensorFlow's speed on it; an
+    AVX-512 CPU capped at AVX2 (``isa_cap``) is described, and tagged, as such."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as handle:
@@ -137,10 +209,12 @@ def cpu_description() -> dict:
         pass
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    isa_tag = isa.lower().replace("-", "")
+    if isa_cap(environ) and isa == "AVX-512":
+        isa, bf16, isa_tag = "AVX-512 capped at AVX2", False, "avx512-capped-avx2"
     return {"model": model, "isa": isa, "bfloat16": bf16,
             "tag": "-".join(model.lower().replace("(r)", "").replace("(tm)", "").split()[:2]
-                            + [isa.lower().replace("-", "")]
-                            + (["bf16"] if bf16 else []))}
+                            + [isa_tag] + (["bf16"] if bf16 else []))}
 
 
 def serving_signature(model, vocab_size: int, folder: str, max_seq_length: int):

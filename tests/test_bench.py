@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from test_end_to_end import REPO
 
 
@@ -37,3 +39,42 @@ def test_bench_backend_jax_hands_over_to_bench_jax():
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert " on JAX " in result.stdout and "teacher_forward" in result.stdout
+
+
+def bench_sizes():
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import bench_sizes as module
+
+    return module
+
+
+def test_ratios_are_computed_from_the_rows_that_were_timed():
+    seconds = {"teacher_forward": 1.0, "student_train_step": 3.0, "distill_all": 5.0,
+               "distill_sid_stage_1": 1.0, "distill_sid_stage_2": 3.0,
+               "distill_sid_classifier_cached": 4.5}
+    found = bench_sizes().ratios({k: {"seconds": v} for k, v in seconds.items()}, n=2)
+    # By hand: 5 / (1 + 3); mean(1, 3) / 5; 4.5 / 3; (2 * 2 + 4.5) / (3 * 5).
+    assert found == {
+        "fused_all / (teacher_forward + student_train_step)": 1.25,
+        "mean sid internal stage / distill_all": 0.4,
+        "sid classifier cached / student_train_step": 1.5,
+        "sid run (N internal + cached classifier epochs) / same epochs of all": 8.5 / 15}
+    # Without the second sid stage no sid ratio can be formed.
+    del seconds["distill_sid_stage_2"]
+    partial = bench_sizes().ratios({k: {"seconds": v} for k, v in seconds.items()}, n=2)
+    assert not [name for name in partial if "sid run" in name or "mean sid" in name]
+
+
+def test_a_cpu_capped_at_avx2_is_named_so_and_a_half_cap_is_refused(capsys):
+    module = bench_sizes()
+    assert module.isa_cap({}) == ""
+    assert module.isa_cap(dict(module.AVX2_CAP)) == "AVX2"
+    capped = module.cpu_description(dict(module.AVX2_CAP))
+    assert not capped["bfloat16"] and "bf16" not in capped["tag"]
+    if module.cpu_description({})["isa"] == "AVX-512":
+        assert capped["isa"] == "AVX-512 capped at AVX2"
+        assert capped["tag"].endswith("-avx512-capped-avx2")
+    with pytest.raises(SystemExit) as refused:
+        module.isa_cap({"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert refused.value.code == 2
+    assert "ATEN_CPU_CAPABILITY=avx2" in capsys.readouterr().err
