@@ -1,9 +1,11 @@
 """Benchmark shapes shared by bench.py (TensorFlow), bench_jax.py (Keras on JAX),
 bench_textbrewer.py and bench_torch_step.py (PyTorch); the inputs and models they build
 (kd_keras imported when used, so the PyTorch scripts need none of it); the nominal
-FLOPs of a step; the CPU description every benchmark file is named by; and the student
+FLOPs of a step; the ratios the tables report; the CPU description every benchmark file
+is named by (an AVX-512 CPU held to AVX2 by ``AVX2_CAP`` included); and the student
 export the serving timings call (TensorFlow only, imported when used)."""
 
+import os
 import platform
 import statistics
 import sys
@@ -175,8 +177,6 @@ def isa_cap(environ=None) -> str:
     """"AVX2" when the environment caps the libraries at AVX2 (all of ``AVX2_CAP``), "" when
     none of those variables is set; exits (2) with a one-line error on a partial cap,
     which would time one framework capped and the other not."""
-    import os
-
     environ = os.environ if environ is None else environ
     found = {name: environ.get(name, "") for name in AVX2_CAP}
     if not any(found.values()):
