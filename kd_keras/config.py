@@ -169,9 +169,11 @@ class TrainConfig:
         "automatic), mixed_bfloat16 for TPUs and recent CPUs/GPUs.", choices=PRECISIONS)
     xla: bool = option(False, "Compile the train step with XLA (jit_compile); pays off on "
                        "GPUs and TPUs.  Always on with KERAS_BACKEND=jax.")
-    # Multi-worker runs: every worker backs up to (and resumes from) the chief's
-    # model_dir/backup, while non-chief workers write their other files elsewhere.
-    backup_dir: Optional[str] = option(None, "", flag=False)
+    # Multi-worker runs: the chief's model_dir.  Non-chief workers write their files
+    # elsewhere (model_dir/workers/...), but every worker backs up to (and resumes from)
+    # the chief's backup and takes an earlier run's fine-tuned teacher from the chief's
+    # folder, so that all of them take the same path through the run.
+    shared_model_dir: Optional[str] = option(None, "", flag=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -59,6 +59,12 @@ def _path(config: RunConfig, *parts: str) -> str:
     return os.path.join(config.train.model_dir, *parts)
 
 
+def _shared_path(config: RunConfig, *parts: str) -> str:
+    """A path in the chief's model_dir: what every worker of a multi-worker run reads
+    (the same as _path in a one-process run)."""
+    return os.path.join(config.train.shared_model_dir or config.train.model_dir, *parts)
+
+
 def cache_dir(config: RunConfig) -> str:
     """Where tokenized data, unpacked models and teacher logits are cached."""
     return config.train.cache_dir or _path(config, "cache")
@@ -104,10 +110,10 @@ def _examples(config: RunConfig, spec: TaskSpec, split: str) -> Tuple[List[data.
 
 
 def load_tokenizer(config: RunConfig, spec: TaskSpec):
-    """The teacher's tokenizer: the one saved with the fine-tuned teacher in model_dir, the
-    tiny teacher's (the synthetic vocab, or one built from the training texts), or that of
-    --teacher."""
-    teacher_dir = _path(config, "teacher")
+    """The teacher's tokenizer: the one saved with the fine-tuned teacher in model_dir (the
+    chief's), the tiny teacher's (the synthetic vocab, or one built from the training
+    texts), or that of --teacher."""
+    teacher_dir = _shared_path(config, "teacher")
     if os.path.isdir(teacher_dir):
         return models.load_tokenizer(teacher_dir, cache_dir(config))
     if config.model.teacher == TINY_TEACHER:
@@ -192,7 +198,7 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
             # JAX runs a step un-jitted (op by op, ~100x slower) unless it is compiled.
             jit_compile=config.train.xla or keras.backend.backend() == "jax")
         model.build_optimizer()
-    backup_root = config.train.backup_dir or _path(config, "backup")
+    backup_root = _shared_path(config, "backup")
     backup_dir = os.path.join(backup_root, run_name)
     backup = callbacks.TrainingBackup(backup_dir, steps_per_epoch, config.train.checkpoint_steps,
                                       writes=distribute.is_chief(strategy))
@@ -230,8 +236,9 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
 
 
 def teacher_is_finetuned(config: RunConfig) -> bool:
-    """Whether model_dir already holds a teacher fine-tuned on this task."""
-    marker = _path(config, "teacher", "kd_keras_task.json")
+    """Whether model_dir (the chief's, on every worker) already holds a teacher
+    fine-tuned on this task."""
+    marker = _shared_path(config, "teacher", "kd_keras_task.json")
     if not os.path.exists(marker):
         return False
     with open(marker, encoding="utf-8") as handle:
@@ -242,7 +249,7 @@ def load_teacher(config: RunConfig, task: TaskData) -> EncoderClassifier:
     """The fine-tuned teacher from model_dir, or --teacher as given."""
     cache, spec = cache_dir(config), task.spec
     if teacher_is_finetuned(config):
-        return models.load_pretrained(_path(config, "teacher"), spec.num_labels, cache)
+        return models.load_pretrained(_shared_path(config, "teacher"), spec.num_labels, cache)
     if config.model.teacher == TINY_TEACHER:
         m = config.model
         bert = models.bert_config(len(task.tokenizer.get_vocab()), spec.num_labels,
@@ -622,13 +629,13 @@ def run(config: RunConfig) -> int:
     shared_dir = config.train.model_dir
     config = dataclasses.replace(config, train=dataclasses.replace(
         config.train, model_dir=distribute.worker_folder(shared_dir, strategy),
-        backup_dir=os.path.join(shared_dir, "backup")))
+        shared_model_dir=shared_dir))
     model_dir = config.train.model_dir
     # Before anything is written: a folder holding another run is never touched.
     run_identity.check(model_dir, run_identity.describe(config))
     use_jax_compilation_cache(config)
     mode = config.mode
-    recorded_labels = run_identity.recorded(model_dir).get("labels")
+    recorded_labels = run_identity.recorded(shared_dir).get("labels")
     spec = task_spec(config, recorded_labels if mode in ("predict", "export") else None)
     tokenizer = load_tokenizer(config, spec)
     identity = run_identity.describe(config, models.tokenizer_digest(tokenizer), spec.labels)
@@ -691,8 +698,8 @@ def _exports_here() -> bool:
 
 
 def _load_student(config: RunConfig, spec: TaskSpec) -> EncoderClassifier:
-    """The best student that model_dir holds."""
-    folder = os.path.join(config.train.model_dir, "student")
+    """The best student that model_dir (the chief's) holds."""
+    folder = _shared_path(config, "student")
     if not os.path.isdir(folder):
         raise models.ModelError(f"No student in {folder}; run --mode=distill (or the "
                                 "pipeline) with this --model_dir first.")

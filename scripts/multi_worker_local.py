@@ -34,25 +34,39 @@ def free_ports(count):
     return ports
 
 
+def start_workers(flags: list, model_dir: str, log_dir: str, count: int = 2):
+    """Starts ``count`` workers of one MultiWorkerMirroredStrategy job on local ports.
+
+    Args:
+        flags: kd_keras flags for every worker (the strategy and model_dir are added).
+        model_dir: the job's --model_dir (the chief's).
+        log_dir: where each worker's output goes (worker_<i>.log).
+
+    Returns:
+        (processes, open log files, log paths), one each per worker, worker 0 first.
+    """
+    workers = [f"localhost:{port}" for port in free_ports(count)]
+    processes, logs, log_paths = [], [], []
+    for index in range(count):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), PYTHONUNBUFFERED="1")
+        log_paths.append(os.path.join(log_dir, f"worker_{index}.log"))
+        logs.append(open(log_paths[-1], "w"))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "kd_keras.main", *flags,
+             "--distribution_strategy=multi_worker_mirrored", f"--model_dir={model_dir}"],
+            cwd=REPO, env=env, stdout=logs[-1], stderr=subprocess.STDOUT))
+    return processes, logs, log_paths
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_dir", default="/tmp/kd_multi_worker")
     parser.add_argument("--timeout", type=int, default=600)
     parser.add_argument("extra", nargs="*", help="more kd_keras flags, after --")
     args = parser.parse_args()
-    workers = [f"localhost:{port}" for port in free_ports(2)]
     log_dir = tempfile.mkdtemp(prefix="kd_multi_worker_")
-    log_paths = [os.path.join(log_dir, f"worker_{index}.log") for index in range(len(workers))]
-    processes, logs = [], []
-    for index in range(len(workers)):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), PYTHONUNBUFFERED="1")
-        log = open(log_paths[index], "w")
-        logs.append(log)
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "kd_keras.main", *TINY_JOB,
-             "--distribution_strategy=multi_worker_mirrored", f"--model_dir={args.model_dir}",
-             *args.extra], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+    processes, logs, log_paths = start_workers(TINY_JOB + args.extra, args.model_dir, log_dir)
     started = time.time()
     codes = []
     for process in processes:
@@ -74,7 +88,7 @@ def main() -> int:
         with open(results) as handle:
             report = json.load(handle)
         print(f"chief results: student dev {report['student']['dev']}, stages "
-              f"{[s['stage'] for s in report['stages']]}, export {report['export']}")
+              f"{[s['stage'] for s in report['stages']]}, export {report.get('export')}")
     print(f"{'OK' if ok else 'FAILED'}: two workers in {time.time() - started:.0f} s")
     return 0 if ok else 1
 

@@ -1,4 +1,6 @@
-"""tf.distribute: strategy names, and one mirrored step equal to one single-device step."""
+"""tf.distribute: strategy names, one mirrored step equal to one single-device step, and
+two-worker jobs on local ports (a whole run; a distillation from a teacher in the chief's
+folder; killed and rerun)."""
 
 import importlib.util
 import os
@@ -65,3 +67,33 @@ def test_multi_worker_script_runs_two_local_workers(tmp_path):
     assert os.path.isdir(tmp_path / "export" / "1")
     assert os.path.isdir(tmp_path / "workers" / "worker_1")  # the other worker's own copy
     assert not os.path.exists(tmp_path / "backup")  # removed once, by the chief, at the end
+
+
+def test_two_workers_distil_from_the_teacher_in_the_chiefs_folder(tmp_path):
+    # The teacher fine-tuned by an earlier one-process run sits in the chief's model_dir
+    # only; the other worker must take it from there too, not fine-tune one of its own
+    # (which made the two workers' collectives disagree and both fail).
+    from test_end_to_end import run_cli
+
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import multi_worker_local
+
+    run_cli(*multi_worker_local.TINY_JOB, "--mode=train_teacher", f"--model_dir={tmp_path}")
+    teacher = tmp_path / "teacher" / "model.safetensors"
+    before = teacher.read_bytes()
+    script = os.path.join(REPO, "scripts", "multi_worker_local.py")
+    result = subprocess.run([sys.executable, script, f"--model_dir={tmp_path}", "--",
+                             "--mode=distill"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "worker 1: exit 0" in result.stdout
+    assert teacher.read_bytes() == before
+    assert not (tmp_path / "workers" / "worker_1" / "teacher").exists()
+    assert (tmp_path / "student" / "model.safetensors").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("KD_KERAS_LONG_TESTS"),
+                    reason="three two-worker runs (minutes); KD_KERAS_LONG_TESTS=1 runs it")
+def test_two_worker_job_killed_mid_stage_then_rerun_equals_uninterrupted(tmp_path):
+    from test_resume import check_sigkill_then_rerun, two_workers
+
+    check_sigkill_then_rerun(tmp_path, "synthetic", "tensorflow", start=two_workers)

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -15,6 +16,7 @@ from test_end_to_end import REPO, run_cli
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import make_example_data  # noqa: E402
+import multi_worker_local  # noqa: E402
 
 MODEL = ["--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48", "--tiny_heads=3",
          "--teacher_epochs=1", "--student_layers=2", "--epochs=1", "--epochs_per_stage=2",
@@ -52,23 +54,65 @@ def read_backup(model_dir):
         return {}
 
 
-def kill_mid_epoch(backend, run, model_dir, epoch, batch):
-    """Starts the run; SIGKILLs it once a backup inside epoch ``epoch`` past batch
-    ``batch`` exists (both 0-based)."""
-    process = subprocess.Popen([sys.executable, "-m", "kd_keras.main", *run,
-                                f"--model_dir={model_dir}"], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               env=dict(os.environ, PYTHONUNBUFFERED="1",
-                                        KERAS_BACKEND=backend))
+def one_process(backend):
+    """Starts kd_keras.main as one process: (flags, model_dir) -> (processes, output),
+    output() waiting for the end and returning what it printed (kept in a file, which
+    unlike a pipe never fills and stalls the run)."""
+    def start(flags, model_dir):
+        path = tempfile.mkstemp(suffix=".log", dir=os.path.dirname(model_dir))[1]
+        log = open(path, "w")
+        process = subprocess.Popen([sys.executable, "-m", "kd_keras.main", *flags,
+                                    f"--model_dir={model_dir}"], cwd=REPO,
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, PYTHONUNBUFFERED="1",
+                                            KERAS_BACKEND=backend))
+
+        def output():
+            process.wait(timeout=600)
+            log.close()
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+        return [process], output
+    return start
+
+
+def two_workers(flags, model_dir):
+    """Starts the run as a two-worker MultiWorkerMirroredStrategy job on local ports
+    (scripts/multi_worker_local.py); output() returns the chief's log."""
+    log_dir = tempfile.mkdtemp(prefix="workers_", dir=os.path.dirname(model_dir))
+    processes, logs, paths = multi_worker_local.start_workers(flags, model_dir, log_dir)
+
+    def output():
+        for process in processes:
+            process.wait(timeout=600)
+        for log in logs:
+            log.close()
+        with open(paths[0], encoding="utf-8") as handle:
+            return handle.read()
+    return processes, output
+
+
+def run_to_end(start, run, model_dir):
+    processes, output = start(run, model_dir)
+    seen = output()
+    assert [p.returncode for p in processes] == [0] * len(processes), seen[-4000:]
+    return seen
+
+
+def kill_mid_epoch(start, run, model_dir, epoch, batch):
+    """Starts the run; SIGKILLs every process of it once a backup inside epoch ``epoch``
+    past batch ``batch`` exists (both 0-based)."""
+    processes, output = start(run, model_dir)
     deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
+    while time.time() < deadline and all(p.poll() is None for p in processes):
         state = read_backup(model_dir)
         if state.get("epoch") == epoch and state.get("batch", 0) > batch:
-            process.send_signal(signal.SIGKILL)
+            for process in processes:
+                process.send_signal(signal.SIGKILL)
             break
         time.sleep(0.02)
-    seen = process.communicate(timeout=60)[0]
-    assert process.returncode == -signal.SIGKILL, seen
+    seen = output()
+    assert [p.returncode for p in processes] == [-signal.SIGKILL] * len(processes), seen
     return seen
 
 
@@ -83,9 +127,15 @@ def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source)
     check_sigkill_then_rerun(tmp_path, source, "tensorflow")
 
 
-def check_sigkill_then_rerun(tmp_path, source, backend):
+def check_sigkill_then_rerun(tmp_path, source, backend, start=None):
     """Kills a sid run on ``backend`` inside stage 2, reruns it, and compares it with an
-    uninterrupted run of the same flags (tests/test_resume_jax.py runs it on JAX)."""
+    uninterrupted run of the same flags (tests/test_resume_jax.py runs it on JAX).
+
+    Args:
+        start: how the distillation runs start (one_process(backend) when None;
+            two_workers for a multi-worker job); the teacher is fine-tuned in one process.
+    """
+    start = start or one_process(backend)
     run = run_flags(source, str(tmp_path / "data"), backend)
     stages = 3 if backend == "tensorflow" else 2  # student layers + the classifier stage
     teacher_dir = str(tmp_path / "teacher_run")
@@ -94,15 +144,15 @@ def check_sigkill_then_rerun(tmp_path, source, backend):
     for folder in (straight, resumed):
         shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(folder, "teacher"))
 
-    run_cli(*run, f"--model_dir={straight}", backend=backend)
+    run_to_end(start, run, straight)
     # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
-    output = kill_mid_epoch(backend, run, resumed, epoch=2, batch=5)
+    output = kill_mid_epoch(start, run, resumed, epoch=2, batch=5)
     assert f"Stage 2/{stages}: sid 2/{stages}" in output
     assert f"Stage 2/{stages} ends" not in output
     # The backup left is inside stage 2: stage 1 has ended, stage 2 has not.
     assert [s["stage"] for s in read_backup(resumed)["run_state"]["stages"]] == [1]
-    second = run_cli(*run, f"--model_dir={resumed}", backend=backend)
-    line = next(l for l in second.stdout.splitlines() if l.startswith("Resuming distill"))
+    second = run_to_end(start, run, resumed)
+    line = next(l for l in second.splitlines() if l.startswith("Resuming distill"))
     assert line.startswith("Resuming distill from its backup at epoch 3, batch ")
     assert int(line.rsplit(" ", 1)[1].rstrip(".")) > 5  # mid-epoch, not at its start
     assert not os.path.exists(os.path.join(resumed, "backup", "distill"))
