@@ -54,10 +54,22 @@ def read_backup(model_dir):
         return {}
 
 
+def _chief_log(processes, logs, path):
+    """output() of a started run: waits for every process, closes the logs and returns
+    the chief's (kept in files, which unlike a pipe never fill and stall the run)."""
+    def output():
+        for process in processes:
+            process.wait(timeout=600)
+        for log in logs:
+            log.close()
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    return output
+
+
 def one_process(backend):
     """Starts kd_keras.main as one process: (flags, model_dir) -> (processes, output),
-    output() waiting for the end and returning what it printed (kept in a file, which
-    unlike a pipe never fills and stalls the run)."""
+    output() waiting for the end and returning what it printed."""
     def start(flags, model_dir):
         path = tempfile.mkstemp(suffix=".log", dir=os.path.dirname(model_dir))[1]
         log = open(path, "w")
@@ -66,13 +78,7 @@ def one_process(backend):
                                    stdout=log, stderr=subprocess.STDOUT,
                                    env=dict(os.environ, PYTHONUNBUFFERED="1",
                                             KERAS_BACKEND=backend))
-
-        def output():
-            process.wait(timeout=600)
-            log.close()
-            with open(path, encoding="utf-8") as handle:
-                return handle.read()
-        return [process], output
+        return [process], _chief_log([process], [log], path)
     return start
 
 
@@ -81,15 +87,7 @@ def two_workers(flags, model_dir):
     (scripts/multi_worker_local.py); output() returns the chief's log."""
     log_dir = tempfile.mkdtemp(prefix="workers_", dir=os.path.dirname(model_dir))
     processes, logs, paths = multi_worker_local.start_workers(flags, model_dir, log_dir)
-
-    def output():
-        for process in processes:
-            process.wait(timeout=600)
-        for log in logs:
-            log.close()
-        with open(paths[0], encoding="utf-8") as handle:
-            return handle.read()
-    return processes, output
+    return processes, _chief_log(processes, logs, paths[0])
 
 
 def run_to_end(start, run, model_dir):
