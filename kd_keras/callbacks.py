@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import keras
 import numpy as np
 
-from kd_keras import files, summaries
+from kd_keras import backends, files, summaries
 from kd_keras import metrics as glue_metrics
 from kd_keras import terms as terms_lib
 
@@ -127,8 +127,7 @@ class TrainingBackup(keras.callbacks.Callback):
         """Writes the backup: training continues at (epoch, next_batch)."""
         if not self.writes:
             return
-        if hasattr(self.model, "jax_state_sync"):  # JAX: the step's values into variables
-            self.model.jax_state_sync()
+        backends.current().sync_variables(self.model)
         variables = self.model.backup_variables()
         arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
         with files.atomic_folder(self.backup_dir) as staging:

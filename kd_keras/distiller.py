@@ -10,6 +10,10 @@ step runs (student layers up to the deepest active pair, the teacher up to its m
 heads only when logits are read).  The stage lives in variables (``stage_index``,
 ``epochs_in_stage``, ``stage_start``), so backups carry it, and the step is retraced when
 the stage changes (``sync_stage``).
+
+The loss of a step is defined here once (``teacher_outputs``, ``compute_terms``, what a
+step updates in ``step_variables``, ``update_metrics``); ``kd_keras.backends`` runs it
+on TensorFlow (a GradientTape) or JAX (a stateless jitted step).
 """
 
 from __future__ import annotations
@@ -19,11 +23,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
-from kd_keras import callbacks as callbacks_lib, schedules, terms as terms_lib
+from kd_keras import backends, callbacks as callbacks_lib, schedules, terms as terms_lib
 from kd_keras.encoders import EncoderClassifier, EncoderOutputs
 from kd_keras.terms import Term
-
-TEACHER_LOGITS = "teacher_logits"  # batch key of precomputed teacher logits
 
 
 def stage_terms(stage: schedules.Stage, mapping: Sequence[Tuple[int, int]],
@@ -123,54 +125,6 @@ def make_optimizer(learning_rate: float, total_steps: int, warmup_proportion: fl
     return optimizer
 
 
-def _on_tensorflow() -> bool:
-    return keras.backend.backend() == "tensorflow"
-
-
-def _global_mean(per_example):
-    """Mean over the global batch: under tf.distribute each replica divides its sum by
-    the global batch size, so N replicas make the update one replica makes (Keras' raw
-    ops do not scale by the replica count by themselves)."""
-    if not _on_tensorflow():
-        return ops.mean(per_example)
-    import tensorflow as tf
-
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    batch = ops.cast(ops.shape(per_example)[0], "float32") * replicas
-    return ops.sum(per_example) / batch
-
-
-def _no_weights_on_tensorflow(weights) -> None:
-    # The tf.distribute mean above divides by the global batch size, not by a sum of
-    # weights; kd_keras' tf.data batches carry none (only its numpy batches do).
-    if weights is not None:
-        raise ValueError("The Distiller takes example weights on Keras' JAX backend only; "
-                         "pass (features, labels) batches on TensorFlow.")
-
-
-def weighted_mean(per_example, weights=None):
-    """Mean of float [batch] over the examples whose weight is 1 (filler rows weigh 0);
-    the plain mean when weights is None.  For a batch that is global (JAX)."""
-    if weights is None:
-        return ops.mean(per_example)
-    weights = ops.cast(weights, per_example.dtype)
-    return ops.sum(per_example * weights) / ops.maximum(ops.sum(weights), 1e-12)
-
-
-def _step_outputs(results: Dict) -> Dict:
-    """Metric results as a step returns them.  Under MultiWorkerMirroredStrategy Keras
-    reduces step outputs with a mean along axis 0, which a scalar lacks: there each value
-    travels as shape [1] and arrives as the scalar mean over workers."""
-    if not _on_tensorflow():
-        return results
-    import tensorflow as tf
-
-    extended = tf.distribute.get_strategy().extended
-    if not getattr(extended, "_in_multi_worker_mode", lambda: False)():
-        return results
-    return {name: ops.reshape(value, (1,)) for name, value in results.items()}
-
-
 def _default_schedule(stages: Sequence[Sequence[Term]]) -> List[schedules.Stage]:
     """Names and epoch limits for stages given as bare term lists (one epoch each)."""
     return [schedules.Stage(f"stage {k + 1}", (), any(t.uses_teacher and terms_lib.LOGITS
@@ -186,8 +140,6 @@ class Distiller(keras.Model):
         student: the model being trained.
         teacher: the frozen teacher, or None when every stage is plain fine-tuning.
         stages: per stage, its terms (stage_terms).
-        cached_teacher_logits: batches carry the teacher's logits under TEACHER_LOGITS
-            (computed once before training); label terms then run no teacher.
         evaluation_terms: what test_step reports (every term of every pair, say); the
             last stage's terms when None.
         freeze_lower_layers: a stage with layer pairs trains only the student layers from
@@ -201,7 +153,7 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, student: EncoderClassifier, teacher: Optional[EncoderClassifier],
-                 stages: Sequence[Sequence[Term]], cached_teacher_logits: bool = False,
+                 stages: Sequence[Sequence[Term]],
                  evaluation_terms: Optional[Sequence[Term]] = None,
                  freeze_lower_layers: bool = False,
                  schedule: Optional[Sequence[schedules.Stage]] = None,
@@ -220,7 +172,6 @@ class Distiller(keras.Model):
             raise ValueError("schedule and stages must have one entry per stage.")
         self.mapping = [tuple(pair) for pair in mapping]
         self.evaluation_terms = list(evaluation_terms or self.stages[-1])
-        self.cached_teacher_logits = cached_teacher_logits
         every = self.stages + [self.evaluation_terms]
         if teacher is not None and any(terms_lib.ATTENTIONS in term.needs
                                        for stage in every for term in stage):
@@ -240,8 +191,7 @@ class Distiller(keras.Model):
                 projection = keras.layers.Dense(teacher.hidden_size, name=f"proj_s{layer}")
                 projection.build((None, student.hidden_size))
                 self.projections[layer] = projection
-        # int64 where the backend has it (JAX computes in int32 unless told otherwise).
-        counter = "int64" if _on_tensorflow() else "int32"
+        counter = backends.current().COUNTER_DTYPE
         self.stage_index = keras.Variable(0, dtype=counter, trainable=False,
                                           name="stage_index")
         self.epochs_in_stage = keras.Variable(0, dtype=counter, trainable=False,
@@ -359,16 +309,22 @@ class Distiller(keras.Model):
                 variables += projection.trainable_variables
         return variables
 
-    def step_variables(self, x: Dict, active: Sequence[Term]) -> List:
-        """What a train step updates: stage_variables, less what the step does not read
-        (layers above its deepest pair, the classifier when no term reads logits,
-        projections of terms without hidden states).  TensorFlow finds these as the
-        variables without a gradient; JAX gives them zeros, which AdamW would still
-        decay, so its step filters by this list."""
-        needs = self.requirements(x, active)
+    def step_variables(self, active: Sequence[Term]) -> List:
+        """What a train step updates: stage_variables, less what the step's loss does not
+        depend on (layers above its deepest pair, of the deepest one all but query and
+        key when only its attention is read, the classifier when no term reads logits,
+        projections of terms without hidden states).  Both backends update exactly these:
+        TensorFlow would find the rest without a gradient, JAX gives them zeros, which
+        AdamW would still decay."""
+        needs = self.requirements(active)
         read = list(self.student.embeddings.trainable_variables)
-        for layer in self.student.encoder_layers[:needs.student_layers]:
-            read += layer.trainable_variables
+        deepest = needs.student_layers
+        for number, layer in enumerate(self.student.encoder_layers[:deepest], start=1):
+            if number < deepest or needs.student_logits or self._reads_output(active, number):
+                read += layer.trainable_variables
+            else:  # attention probabilities depend on the query and key projections only
+                read += layer.attention.query.trainable_variables
+                read += layer.attention.key.trainable_variables
         if needs.student_logits:
             read += self.student.head.trainable_variables
         for term in active:
@@ -377,6 +333,13 @@ class Distiller(keras.Model):
                 read += self.projections[term.pair[0]].trainable_variables
         read = {id(v) for v in read}
         return [v for v in self.stage_variables(active) if id(v) in read]
+
+    @staticmethod
+    def _reads_output(active: Sequence[Term], student_layer: int) -> bool:
+        """Whether a term reads the output (hidden states or [CLS]) of a student layer."""
+        return any(term.pair and term.pair[0] == student_layer
+                   and (terms_lib.CLS in term.needs or terms_lib.HIDDEN_STATES in term.needs)
+                   for term in active)
 
     def fit_schedule(self, epoch_data: Callable, steps_per_epoch: int,
                      callbacks: Sequence = (), validation_data=None, start_epoch: int = 0,
@@ -443,23 +406,39 @@ class Distiller(keras.Model):
         """Student logits [batch, num_labels]."""
         return self.student(inputs, training=training)
 
-    def requirements(self, x: Dict, active: Sequence[Term]) -> terms_lib.Requirements:
-        """How much of each model the active terms need on this batch."""
+    @property
+    def reads_teacher_logits(self) -> bool:
+        """Whether a stage trains against the teacher's logits (which can then be computed
+        once, before training, and passed with the batches)."""
+        return any(term.uses_teacher and terms_lib.LOGITS in term.needs
+                   for stage in self.stages for term in stage)
+
+    def requirements(self, active: Sequence[Term],
+                     cached_teacher_logits: bool = False) -> terms_lib.Requirements:
+        """How much of each model the active terms need."""
         return terms_lib.requirements(active, self.student.num_layers,
                                       self.teacher.num_layers if self.teacher else 0,
-                                      self.cached_teacher_logits and TEACHER_LOGITS in x)
+                                      cached_teacher_logits)
 
-    def teacher_outputs(self, x: Dict, active: Sequence[Term]) -> Optional[EncoderOutputs]:
-        """What the active terms read of the frozen teacher (training=False)."""
-        needs = self.requirements(x, active)
+    def teacher_outputs(self, x: Dict, active: Sequence[Term],
+                        teacher_logits=None) -> EncoderOutputs:
+        """What the active terms read of the frozen teacher (training=False).
+
+        Args:
+            x: input_ids, attention_mask, token_type_ids int [batch, seq].
+            active: the terms to compute.
+            teacher_logits: the teacher's logits on this batch, float32 [batch, labels],
+                computed before training; None runs the teacher for them.
+        """
+        needs = self.requirements(active, teacher_logits is not None)
         outputs = EncoderOutputs(None, [], [])
         if needs.teacher_layers is not None:
             outputs = self.teacher.forward(
                 x, training=False, num_layers=needs.teacher_layers,
                 with_logits=needs.teacher_logits, output_attentions=needs.attentions,
                 cls_only_last=needs.teacher_cls_only)
-        if outputs.logits is None and TEACHER_LOGITS in x:
-            outputs.logits = x[TEACHER_LOGITS]
+        if outputs.logits is None and teacher_logits is not None:
+            outputs.logits = teacher_logits
         return outputs
 
     def compute_terms(self, x: Dict, y, active: Sequence[Term], teacher: Optional[EncoderOutputs],
@@ -467,8 +446,7 @@ class Distiller(keras.Model):
         """Per-example loss terms.
 
         Args:
-            x: input_ids, attention_mask, token_type_ids int [batch, seq] (and
-                TEACHER_LOGITS float [batch, labels] when cached).
+            x: input_ids, attention_mask, token_type_ids int [batch, seq].
             y: labels [batch].
             active: the terms to compute.
             teacher: teacher_outputs(x, active).
@@ -477,7 +455,7 @@ class Distiller(keras.Model):
         Returns:
             (total float32 [batch], term name -> float32 [batch], student logits or None).
         """
-        needs = self.requirements(x, active)
+        needs = self.requirements(active)
         student = self.student.forward(
             x, training=training, num_layers=needs.student_layers,
             with_logits=needs.student_logits, output_attentions=needs.attentions,
@@ -493,8 +471,14 @@ class Distiller(keras.Model):
         logits = None if student.logits is None else ops.cast(student.logits, "float32")
         return total, values, logits
 
-    def _update_metrics(self, total, values, y, logits, weights=None) -> Dict:
-        """Adds a batch to the running means; weights float [batch] or None (all 1)."""
+    def update_metrics(self, total, values, y, logits, weights=None) -> Dict:
+        """Adds a batch to the running means and returns them.
+
+        Args:
+            total: float32 [batch]; values: term name -> float32 [batch].
+            y: labels [batch]; logits: float32 [batch, labels] or None.
+            weights: float [batch], 0 for filler rows, or None (all 1).
+        """
         self.trackers["loss"].update_state(total, sample_weight=weights)
         for name, value in values.items():
             self.trackers[name].update_state(value, sample_weight=weights)
@@ -504,63 +488,16 @@ class Distiller(keras.Model):
             results["accuracy"] = self.accuracy.result()
         return results
 
+    # The steps: (data) -> logs on TensorFlow, (state, data) -> (logs, state) on JAX.
+
     def train_step(self, *args):
-        """One optimizer step: (data) -> logs on TensorFlow; (state, data) -> (logs,
-        state) on JAX (kd_keras.jax_steps)."""
-        if not _on_tensorflow():
-            from kd_keras import jax_steps
-
-            return jax_steps.train_step(self, *args)
-        return self._tensorflow_train_step(*args)
-
-    def _tensorflow_train_step(self, data):
-        import tensorflow as tf
-
-        x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
-        _no_weights_on_tensorflow(weights)
-        active = self.terms
-        teacher = self.teacher_outputs(x, active)  # outside the tape: the teacher is frozen
-        variables = self.stage_variables(active)
-        with tf.GradientTape() as tape:
-            total, values, logits = self.compute_terms(x, y, active, teacher, training=True)
-            loss = _global_mean(total)
-            # float16: the loss scaled up so small gradients do not vanish (a no-op for
-            # other optimizers); apply() unscales.
-            scaled = self.optimizer.scale_loss(loss)
-        # An embedding lookup's gradient arrives as IndexedSlices, one row per token with
-        # repeated ids unsummed: clipnorm would measure those rows, not the gradient.
-        # Summed into dense tensors, every gradient is clipped by its own norm (as JAX,
-        # whose gradients are dense, does); Keras' AdamW updates densely anyway.
-        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
-                     for g in tape.gradient(scaled, variables)]
-        pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
-        self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
-        results = self._update_metrics(total, values, y, logits)
-        results["stage"] = ops.cast(self.stage_index, "float32") + 1.0
-        return _step_outputs(results)
+        return backends.current().train_step(self, *args)
 
     def test_step(self, *args):
-        if not _on_tensorflow():
-            from kd_keras import jax_steps
-
-            return jax_steps.test_step(self, *args)
-        data, = args
-        x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
-        _no_weights_on_tensorflow(weights)
-        x = {k: v for k, v in x.items() if k != TEACHER_LOGITS}
-        active = self.evaluation_terms
-        total, values, logits = self.compute_terms(x, y, active, self.teacher_outputs(x, active),
-                                                   training=False)
-        return _step_outputs(self._update_metrics(total, values, y, logits))
+        return backends.current().test_step(self, *args)
 
     def predict_step(self, *args):
-        if not _on_tensorflow():
-            from kd_keras import jax_steps
-
-            return jax_steps.predict_step(self, *args)
-        data, = args
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return ops.cast(self.student(x, training=False), "float32")
+        return backends.current().predict_step(self, *args)
 
 
 def for_schedule(student: EncoderClassifier, teacher: Optional[EncoderClassifier],
@@ -568,8 +505,7 @@ def for_schedule(student: EncoderClassifier, teacher: Optional[EncoderClassifier
                  internal: Sequence[str] = terms_lib.DEFAULT_LAYER_TERMS,
                  internal_weights: Optional[Dict[str, float]] = None,
                  hard_label_weight: float = 0.1, temperature: float = 1.0,
-                 regression: bool = False, cached_teacher_logits: bool = False,
-                 freeze_lower_layers: bool = False) -> Distiller:
+                 regression: bool = False, freeze_lower_layers: bool = False) -> Distiller:
     """A Distiller following a schedule (schedules.build_schedule).
 
     Args:
@@ -581,14 +517,12 @@ def for_schedule(student: EncoderClassifier, teacher: Optional[EncoderClassifier
         hard_label_weight: lambda.
         temperature: soft-label temperature.
         regression: squared errors for the label terms.
-        cached_teacher_logits: training batches carry the teacher's logits.
         freeze_lower_layers: see Distiller.
     """
     options = dict(internal=internal, internal_weights=internal_weights,
                    hard_label_weight=hard_label_weight, temperature=temperature,
                    regression=regression)
     stages = [stage_terms(stage, mapping, **options) for stage in schedule]
-    return Distiller(student, teacher, stages, cached_teacher_logits=cached_teacher_logits,
-                     evaluation_terms=evaluation_terms(mapping, teacher is not None, **options),
+    return Distiller(student, teacher, stages, evaluation_terms=evaluation_terms(mapping, teacher is not None, **options),
                      freeze_lower_layers=freeze_lower_layers, schedule=schedule,
                      mapping=mapping)

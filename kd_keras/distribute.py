@@ -1,16 +1,11 @@
-"""The distribution of a run from a name: a tf.distribute strategy on Keras' TensorFlow
-backend; on JAX one process, alone or data-parallel over its local devices
-(keras.distribution.DataParallel)."""
+"""Where a process of a run stands: the chief or another worker, where it writes, and a
+barrier all workers pass together.  The strategies themselves come from
+``backends.strategy``."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Optional
-
-import keras
-
-from kd_keras.config import STRATEGIES
 
 
 class SingleProcess:
@@ -21,91 +16,6 @@ class SingleProcess:
 
     def scope(self):
         return contextlib.nullcontext()
-
-
-class DataParallelProcess(SingleProcess):
-    """One process training on several local devices (JAX): Keras' DataParallel
-    distribution, set globally, replicates the variables and splits every batch over the
-    devices; the jitted step's batch mean is over the whole batch, so N devices make the
-    update one device makes.
-
-    Args:
-        devices: JAX device names ("cpu:0", "gpu:1", ...).
-    """
-
-    def __init__(self, devices):
-        self.devices = list(devices)
-        self.num_replicas_in_sync = len(self.devices)
-        keras.distribution.set_distribution(
-            keras.distribution.DataParallel(devices=self.devices))
-
-
-def _jax_distribution(name: str, num_gpus: int) -> SingleProcess:
-    """default / one_device: one device; mirrored: every local device of the default
-    kind (GPUs when there are any, else the CPU devices XLA was given), or num_gpus."""
-    if name in ("multi_worker_mirrored", "tpu"):
-        raise ValueError(f"--distribution_strategy={name} needs Keras' TensorFlow backend "
-                         f"(this run is on {keras.backend.backend()}); use mirrored for the "
-                         "devices of this machine, or set KERAS_BACKEND=tensorflow.")
-    devices = keras.distribution.list_devices()
-    gpus = [d for d in devices if d.startswith(("gpu", "cuda"))]
-    if num_gpus > len(gpus):
-        raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible.")
-    if name != "mirrored":
-        return SingleProcess()
-    return DataParallelProcess(devices[: num_gpus] if num_gpus else devices)
-
-
-def get_strategy(name: str = "default", num_gpus: int = 0, tpu: Optional[str] = None):
-    """Builds a distribution strategy.
-
-    Args:
-        name: default (no distribution), one_device, mirrored (all local GPUs, or
-            ``num_gpus`` of them; logical CPUs when there is no GPU; on JAX
-            keras.distribution.DataParallel over the same), multi_worker_mirrored
-            (cluster from $TF_CONFIG), or tpu (both TensorFlow only).
-        num_gpus: GPUs for one_device / mirrored (0: CPU for one_device, all for mirrored).
-        tpu: TPU address or name for the tpu strategy ("" for a local TPU VM).
-
-    Raises:
-        ValueError: unknown name, or more GPUs asked for than exist.
-    """
-    if name not in STRATEGIES:
-        raise ValueError(f"Unknown distribution strategy '{name}'. Choose one of: "
-                         f"{', '.join(STRATEGIES)}.")
-    if keras.backend.backend() == "jax":
-        return _jax_distribution(name, num_gpus)
-    if keras.backend.backend() != "tensorflow":
-        if name != "default" or num_gpus:
-            raise ValueError(f"--distribution_strategy={name} needs Keras' TensorFlow or JAX "
-                             f"backend (this run is on {keras.backend.backend()}); drop the "
-                             "flag or set KERAS_BACKEND=tensorflow.")
-        return SingleProcess()
-    import tensorflow as tf
-
-    if name == "multi_worker_mirrored":
-        # First, before anything lists devices: collectives are set up at context start.
-        if "TF_CONFIG" not in os.environ:
-            raise ValueError("--distribution_strategy=multi_worker_mirrored needs $TF_CONFIG "
-                             "naming the cluster and this worker's task (see README).")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if num_gpus > len(gpus):
-        raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible.")
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if num_gpus else "/cpu:0")
-    if name == "mirrored":
-        if gpus:
-            devices = [g.name for g in gpus[: num_gpus or len(gpus)]]
-        else:
-            devices = [c.name for c in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
 
 
 def is_chief(strategy) -> bool:
@@ -124,7 +34,7 @@ def wait_for_all_workers(strategy) -> None:
     """
     if isinstance(strategy, SingleProcess) or not strategy.extended._in_multi_worker_mode():
         return
-    import tensorflow as tf
+    import tensorflow as tf  # multi-worker runs are TensorFlow's
 
     @tf.function
     def one_sum():

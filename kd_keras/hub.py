@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import zipfile
 
-from kd_keras import files
+from kd_keras import files, net
 
 MINILM = "minilm"
 HUB_HOSTS = ("huggingface.co",)
@@ -81,9 +81,7 @@ def download_from_hub(name: str) -> str:
 
 def _require_hub(name: str) -> None:
     """Fails in seconds, not after minutes of retries, when the hub is out of reach."""
-    from kd_keras.data import host_reachable
-
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or not host_reachable(HUB_HOSTS):
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not net.host_reachable(HUB_HOSTS):
         raise ModelError(
             f"'{name}' is neither a local folder nor reachable: the Hugging Face hub cannot "
             "be reached from here. Pass a local model folder (or --teacher=minilm offline).")

@@ -1,9 +1,9 @@
 """The distillation losses, as pure functions of tensors, in keras.ops (any backend).
 
 Every function returns one loss per example, shape [batch], when ``reduction="none"``,
-and their mean over the batch otherwise.  The Distiller uses the per-example form so it
-can scale for the global batch under tf.distribute (tf.nn.compute_average_loss).  Every
-loss is computed in float32, whatever the models' compute dtype.
+and their mean over the batch otherwise.  The steps take the per-example form and reduce
+it with ``batch_mean``, which weighs filler rows 0 and scales for the global batch under
+tf.distribute.  Every loss is computed in float32, whatever the models' compute dtype.
 """
 
 from __future__ import annotations
@@ -20,6 +20,30 @@ def _reduce(per_example, reduction: str):
     if reduction == "mean":
         return ops.mean(per_example)
     raise ValueError(f"reduction must be 'mean' or 'none', got '{reduction}'.")
+
+
+def batch_mean(per_example, weights=None, replicas: int = 1):
+    """The mean of per-example losses over the global batch.
+
+    Under tf.distribute each replica holds a slice of the global batch and its gradients
+    are summed over replicas: each divides its sum by its own count times ``replicas``
+    (the global count when the slices are equal), so N replicas make the update one
+    device makes.  Keras' built-in losses do this scaling; raw ``keras.ops`` do not.
+
+    Args:
+        per_example: float32 [batch].
+        weights: float [batch], 1 for real examples and 0 for filler rows, or None (all 1).
+        replicas: replicas the global batch is split over (1 on JAX, where the batch a
+            step sees is global).
+
+    Returns:
+        float32 scalar.
+    """
+    if weights is None:
+        count = ops.cast(ops.shape(per_example)[0], "float32")
+        return ops.sum(per_example) / (count * replicas)
+    weights = ops.cast(weights, per_example.dtype)
+    return ops.sum(per_example * weights) / (ops.maximum(ops.sum(weights), 1e-12) * replicas)
 
 
 def soft_label_ce(teacher_logits, student_logits,

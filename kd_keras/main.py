@@ -96,7 +96,7 @@ def main(argv) -> None:
     from absl import logging
 
     from kd_keras import pipeline
-    from kd_keras.data import DataError
+    from kd_keras.data.examples import DataError
     from kd_keras.models import ModelError
     from kd_keras.pipeline import TrainingDiverged
 

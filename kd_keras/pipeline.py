@@ -29,11 +29,14 @@ from typing import Dict, List, Optional, Tuple
 import keras
 import numpy as np
 
-from kd_keras import callbacks, data, distiller, distribute, files, models, predictions
+from kd_keras import backends, callbacks, distiller, distribute, files, models, predictions
 from kd_keras import run_identity, schedules, tasks, tokenization
 from kd_keras import config as config_lib
 from kd_keras import metrics as glue_metrics
 from kd_keras.config import TINY_TEACHER, RunConfig
+from kd_keras.data import batching, glue, own_files, sources, synthetic, vocab
+from kd_keras.data.examples import DataError, Example, splits
+from kd_keras.data.features import Features, tokenize
 from kd_keras.encoders import EncoderClassifier
 from kd_keras.tasks import TaskSpec, get_task
 
@@ -49,10 +52,10 @@ class TaskData:
 
     spec: TaskSpec
     tokenizer: object
-    train: data.Features
-    dev: data.Features
+    train: Features
+    dev: Features
     skipped: int
-    extra_dev: Dict[str, data.Features] = dataclasses.field(default_factory=dict)
+    extra_dev: Dict[str, Features] = dataclasses.field(default_factory=dict)
 
 
 def _path(config: RunConfig, *parts: str) -> str:
@@ -93,17 +96,17 @@ def task_spec(config: RunConfig, labels: Optional[List[str]] = None) -> TaskSpec
     if not d.own_data:
         return get_task(d.task)
     if labels is None and d.task_type == "classification":
-        rows, _ = data.read_own_rows(d.train_file, d.text_fields, d.label_field,
+        rows, _ = own_files.read_own_rows(d.train_file, d.text_fields, d.label_field,
                                      d.skip_bad_rows)
-        labels = data.own_labels(rows)
+        labels = own_files.own_labels(rows)
     return tasks.from_files(d.train_file, d.dev_file, d.text_fields, d.label_field,
                             d.task_type, labels)
 
 
-def _examples(config: RunConfig, spec: TaskSpec, split: str) -> Tuple[List[data.Example], int]:
+def _examples(config: RunConfig, spec: TaskSpec, split: str) -> Tuple[List[Example], int]:
     d = config.data
     limit = d.max_train_examples if split == "train" else d.max_eval_examples
-    return data.load_examples(spec, split, data_dir=d.data_dir, use_tfds=d.use_tfds,
+    return sources.load_examples(spec, split, data_dir=d.data_dir, use_tfds=d.use_tfds,
                               tfds_data_dir=d.tfds_data_dir, skip_bad_rows=d.skip_bad_rows,
                               max_examples=limit, synthetic_size=d.synthetic_size,
                               seed=config.train.seed)
@@ -118,14 +121,14 @@ def load_tokenizer(config: RunConfig, spec: TaskSpec):
         return models.load_tokenizer(teacher_dir, cache_dir(config))
     if config.model.teacher == TINY_TEACHER:
         if spec.source == "synthetic":
-            tokens = data.synthetic_vocab()
+            tokens = synthetic.synthetic_vocab()
         else:
             examples, _ = _examples(config, spec, "train")
-            tokens = data.build_vocab(text for e in examples for text in (e.text_a, e.text_b)
+            tokens = vocab.build_vocab(text for e in examples for text in (e.text_a, e.text_b)
                                       if text)
         with tempfile.TemporaryDirectory() as folder:  # the tokenizer keeps it in memory
             vocab_path = os.path.join(folder, "vocab.txt")
-            data.write_vocab(vocab_path, tokens)
+            vocab.write_vocab(vocab_path, tokens)
             return models.load_tokenizer(vocab_path, cache_dir(config))
     return models.load_tokenizer(config.model.teacher, cache_dir(config))
 
@@ -134,16 +137,16 @@ def load_task_data(config: RunConfig, tokenizer, spec: TaskSpec) -> TaskData:
     """Loads and tokenizes every split of the task, reporting skipped rows."""
     cfg = config.data
     features, skipped = {}, 0
-    for split in data.splits(spec):
+    for split in splits(spec):
         examples, bad = _examples(config, spec, split)
         if bad:
             print(f"Skipped {bad} malformed row(s) in the {split} split of {spec.name}.")
         skipped += bad
         source = spec.files if spec.files else cfg.data_dir
-        features[split] = data.tokenize(
+        features[split] = tokenize(
             examples, tokenizer, cfg.max_seq_length, cache_dir=cache_dir(config),
             cache_key=f"{spec.name}/{split}/{source}", regression=spec.is_regression)
-    extra = {split: features[split] for split in data.splits(spec)[2:]}
+    extra = {split: features[split] for split in splits(spec)[2:]}
     print(f"Task {spec.name}: {len(features['train'])} train and {len(features['dev'])} dev "
           "examples" + "".join(f", {len(f)} {name}" for name, f in extra.items()) + ".")
     return TaskData(spec, tokenizer, features["train"], features["dev"], skipped, extra)
@@ -176,7 +179,7 @@ def remove_backup(backup_root: str, run_name: str, strategy) -> None:
 
 def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning_rate: float,
          run_name: str, extra_callbacks: List, strategy, output_dir: str,
-         extra_features: Optional[Dict[str, np.ndarray]] = None) -> Dict:
+         teacher_logits: Optional[np.ndarray] = None) -> Dict:
     """Compiles a Distiller and trains it over its whole schedule, one ``fit`` per epoch,
     with backups and TensorBoard.
 
@@ -185,18 +188,18 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
     continue.  Each epoch is its own ``fit`` call (a resumed epoch runs only its remaining
     batches), and the step is retraced between two when the stage changed.
     ``output_dir`` is the model folder the callbacks write; it is removed if the loss
-    diverges (TrainingDiverged).
+    diverges (TrainingDiverged).  ``teacher_logits`` (float32 [train examples, labels])
+    go with the training batches when the teacher's logits were computed beforehand.
     """
     cfg = config.data
     epochs = schedules.max_epochs(model.schedule)
-    steps_per_epoch = data.batches_per_epoch(task.train.lengths, cfg.batch_size)
+    steps_per_epoch = batching.batches_per_epoch(task.train.lengths, cfg.batch_size)
     with strategy.scope():
         model.compile(optimizer=distiller.make_optimizer(
             learning_rate, epochs * steps_per_epoch, config.train.warmup_proportion,
             config.train.weight_decay,
             model.stage_start if config.distill.stage_warmup else None),
-            # JAX runs a step un-jitted (op by op, ~100x slower) unless it is compiled.
-            jit_compile=config.train.xla or keras.backend.backend() == "jax")
+            jit_compile=config.train.xla or backends.current().COMPILES_STEPS)
         model.build_optimizer()
     backup_root = _shared_path(config, "backup")
     backup_dir = os.path.join(backup_root, run_name)
@@ -207,7 +210,7 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
     epoch, batch = callbacks.backup_position(backup_dir, steps_per_epoch)
     if (epoch, batch) != (0, 0):
         print(f"Resuming {run_name} from its backup at epoch {epoch + 1}, batch {batch + 1}.")
-    dev_ds = data.make_dataset(task.dev, cfg.eval_batch_size, training=False)
+    dev_ds = backends.make_dataset(task.dev, cfg.eval_batch_size, training=False)
     controller = callbacks.StageController(config.distill.cos_threshold)
     nan_guard = callbacks.StopOnNaN()
     tensorboard = callbacks.TensorBoard(_path(config, "logs", run_name))
@@ -217,10 +220,10 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
                      + [tensorboard, backup.closing_callback()])
 
     def epoch_data(first_epoch: int, first_batch: int):
-        return data.make_dataset(task.train, cfg.batch_size, training=True,
-                                 seed=config.train.seed, extra=extra_features,
-                                 epochs=first_epoch + 1, start_epoch=first_epoch,
-                                 start_batch=first_batch)
+        return backends.make_dataset(task.train, cfg.batch_size, training=True,
+                                     seed=config.train.seed, teacher_logits=teacher_logits,
+                                     epochs=first_epoch + 1, start_epoch=first_epoch,
+                                     start_batch=first_batch)
 
     history = model.fit_schedule(epoch_data, steps_per_epoch, callback_list, dev_ds,
                                  start_epoch=epoch, start_batch=batch, verbose=_verbose())
@@ -275,7 +278,7 @@ def train_teacher(config: RunConfig, task: TaskData, strategy) -> EncoderClassif
     def save_best(record):
         models.save_model(teacher, task.tokenizer, best_dir, task.spec.labels)
 
-    dev_ds = data.make_dataset(task.dev, config.data.eval_batch_size, training=False)
+    dev_ds = backends.make_dataset(task.dev, config.data.eval_batch_size, training=False)
     evaluator = callbacks.DevEvaluator(dev_ds, task.dev.labels, task.spec.metrics,
                                        task.spec.is_regression, save_best)
     _fit(config, model, task, config.train.teacher_learning_rate, "teacher", [evaluator],
@@ -329,10 +332,7 @@ def distill(config: RunConfig, task: TaskData, teacher: EncoderClassifier,
             internal_weights={"attention_kl": d.attention_weight,
                               "cls_cosine": d.cosine_weight},
             hard_label_weight=d.hard_label_weight, temperature=d.temperature,
-            regression=task.spec.is_regression,
-            cached_teacher_logits=(d.schedule != "finetune" and d.cache_teacher_logits
-                                   and any(s.kd for s in stages)),
-            freeze_lower_layers=d.freeze_lower_layers)
+            regression=task.spec.is_regression, freeze_lower_layers=d.freeze_lower_layers)
     print(f"Distilling {teacher.num_layers} -> {student.num_layers} layers with schedule "
           f"'{d.schedule}', layer pairs (student, teacher): {mapping}.")
     student_dir = _path(config, "student")
@@ -340,7 +340,7 @@ def distill(config: RunConfig, task: TaskData, teacher: EncoderClassifier,
     def save_best(record):
         models.save_model(student, task.tokenizer, student_dir, task.spec.labels)
 
-    dev_ds = data.make_dataset(task.dev, config.data.eval_batch_size, training=False)
+    dev_ds = backends.make_dataset(task.dev, config.data.eval_batch_size, training=False)
     evaluator = callbacks.DevEvaluator(dev_ds, task.dev.labels, task.spec.metrics,
                                        task.spec.is_regression, save_best,
                                        config.train.early_stopping_patience)
@@ -353,13 +353,12 @@ def distill(config: RunConfig, task: TaskData, teacher: EncoderClassifier,
     if d.schedule != "finetune":
         extras.append(callbacks.TensorBoardExtras(_path(config, "logs", "distill"), hparams,
                                                   example))
-    extra_features = None
-    if model.cached_teacher_logits:
+    logits = None
+    if d.cache_teacher_logits and model.reads_teacher_logits:
         logits = cached_teacher_logits(teacher, task.train, config.data.eval_batch_size,
                                        cache_dir(config))
-        extra_features = {distiller.TEACHER_LOGITS: logits}
     fit_info = _fit(config, model, task, config.train.learning_rate, "distill", extras,
-                    strategy, student_dir, extra_features)
+                    strategy, student_dir, logits)
     fit_info["best_epoch"] = evaluator.best
     fit_info["dev_history"] = evaluator.history
     with strategy.scope():
@@ -367,7 +366,7 @@ def distill(config: RunConfig, task: TaskData, teacher: EncoderClassifier,
     return best, fit_info
 
 
-def cached_teacher_logits(teacher: EncoderClassifier, features: data.Features,
+def cached_teacher_logits(teacher: EncoderClassifier, features: Features,
                           batch_size: int, folder: str) -> np.ndarray:
     """The frozen teacher's logits on ``features``, computed once per teacher and data.
 
@@ -402,32 +401,16 @@ def cached_teacher_logits(teacher: EncoderClassifier, features: data.Features,
 # --------------------------------------------------------------------------- evaluate
 
 
-def _logits_function(model: EncoderClassifier):
-    """A compiled forward: features, each int [batch, seq] -> float32 logits [batch,
-    labels] (a tf.function on TensorFlow, a jitted stateless call on JAX, which reads
-    the weights as they are now)."""
-    if keras.backend.backend() == "jax":
-        from kd_keras.jax_steps import jitted_logits
-
-        forward = jitted_logits(model)
-        return lambda x: forward({name: x[name] for name in data.FEATURE_NAMES})
-    import tensorflow as tf
-
-    spec = {name: tf.TensorSpec([None, None], tf.int32) for name in data.FEATURE_NAMES}
-    return tf.function(lambda x: tf.cast(model(x, training=False), tf.float32),
-                       input_signature=[spec])
-
-
-def predict_logits(model: EncoderClassifier, features: data.Features,
+def predict_logits(model: EncoderClassifier, features: Features,
                    batch_size: int) -> np.ndarray:
     """Logits float32 [n, labels] in example order."""
-    dataset = data.make_dataset(features, batch_size, training=False)
-    forward = _logits_function(model)
-    # [: n]: numpy batches fill the last one up with copies (data.make_dataset).
+    dataset = backends.make_dataset(features, batch_size, training=False)
+    forward = backends.current().logits_function(model)
+    # [: n]: numpy batches fill the last one up with copies (backends.make_dataset).
     return np.concatenate([np.asarray(forward(x)) for x, *_ in dataset])[: len(features)]
 
 
-def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.Features,
+def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: Features,
                       batch_size: int, min_rounds: int = 3, min_seconds: float = 1.0
                       ) -> Tuple[Dict[str, np.ndarray], Dict[str, float]]:
     """Each model's logits on ``features`` and its examples per second, timed side by side.
@@ -441,8 +424,9 @@ def logits_and_speeds(classifiers: Dict[str, EncoderClassifier], features: data.
     """
     # Batches are padded once, before any timing: at short lengths the input pipeline
     # costs as much as a small model's forward and would shrink the measured speed-up.
-    batches = [x for x, *_ in data.make_dataset(features, batch_size, training=False)]
-    forwards = {name: _logits_function(classifier) for name, classifier in classifiers.items()}
+    batches = [x for x, *_ in backends.make_dataset(features, batch_size, training=False)]
+    forwards = {name: backends.current().logits_function(classifier)
+                for name, classifier in classifiers.items()}
     logits = {name: np.concatenate([np.asarray(forward(x)) for x in batches])[: len(features)]
               for name, forward in forwards.items()}
     passes = {name: [] for name in forwards}
@@ -470,7 +454,7 @@ def attention_kl_per_layer(teacher, student, mapping, task: TaskData,
                                    internal=["attention_kl"],
                                    regression=task.spec.is_regression)
     probe.compile()
-    values = probe.evaluate(data.make_dataset(task.dev, batch_size, training=False),
+    values = probe.evaluate(backends.make_dataset(task.dev, batch_size, training=False),
                             return_dict=True, verbose=0)
     return {name: float(values[name]) for name in sorted(values) if name.startswith("att_kl_")}
 
@@ -585,21 +569,9 @@ def export_student_model(config: RunConfig, spec: TaskSpec, student: EncoderClas
                                  text_signature=wordpiece)
 
 
-def use_jax_compilation_cache(config: RunConfig) -> None:
-    """On JAX, keeps compiled steps in the run's cache folder (cache/jax), so a resumed
-    run or one sharing --cache_dir does not compile the same shapes again (each takes
-    seconds on a CPU).  JAX keys entries by the program, its version and the devices;
-    $JAX_COMPILATION_CACHE_DIR, when set, wins."""
-    if keras.backend.backend() != "jax" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", os.path.join(cache_dir(config), "jax"))
-
-
 def strategy_for(config: RunConfig):
     t = config.train
-    strategy = distribute.get_strategy(t.distribution_strategy, t.num_gpus, t.tpu)
+    strategy = backends.strategy(t.distribution_strategy, t.num_gpus, t.tpu)
     devices = getattr(strategy, "devices", None)  # JAX DataParallel splits every batch
     if devices:
         for flag in ("batch_size", "eval_batch_size"):
@@ -633,7 +605,9 @@ def run(config: RunConfig) -> int:
     model_dir = config.train.model_dir
     # Before anything is written: a folder holding another run is never touched.
     run_identity.check(model_dir, run_identity.describe(config))
-    use_jax_compilation_cache(config)
+    # Compiled steps (JAX) are kept beside the other caches, so a resumed run or one
+    # sharing --cache_dir does not compile the same shapes again.
+    backends.current().use_compilation_cache(os.path.join(cache_dir(config), backends.name()))
     mode = config.mode
     recorded_labels = run_identity.recorded(shared_dir).get("labels")
     spec = task_spec(config, recorded_labels if mode in ("predict", "export") else None)
@@ -643,9 +617,9 @@ def run(config: RunConfig) -> int:
         run_identity.check(model_dir, identity)
         if mode == "predict":
             return _predict(config, spec, tokenizer)
-        if not _exports_here():
+        if not backends.current().EXPORTS_SAVED_MODEL:
             raise ValueError(f"--mode=export writes a TensorFlow SavedModel, which needs Keras' "
-                             f"TensorFlow backend (this run is on {keras.backend.backend()}); "
+                             f"TensorFlow backend (this run is on {backends.name()}); "
                              "run it again with KERAS_BACKEND=tensorflow.")
         student = _load_student(config, spec)
         print("Exported", export_student_model(config, spec, student, tokenizer,
@@ -673,7 +647,7 @@ def run(config: RunConfig) -> int:
         if mode == "distill":
             print(f"Best student saved to {os.path.join(model_dir, 'student')}.")
     results.update(evaluate(config, task, teacher, student))
-    if mode == "pipeline" and _exports_here():
+    if mode == "pipeline" and backends.current().EXPORTS_SAVED_MODEL:
         results["export"] = export_student_model(config, spec, student, tokenizer,
                                                  config.train.export_version)
     elif mode == "pipeline":
@@ -691,12 +665,6 @@ def run(config: RunConfig) -> int:
     return 0
 
 
-def _exports_here() -> bool:
-    """A SavedModel export needs Keras' TensorFlow backend (students trained on another
-    backend are saved as Hugging Face folders and exported from a TensorFlow run)."""
-    return keras.backend.backend() == "tensorflow"
-
-
 def _load_student(config: RunConfig, spec: TaskSpec) -> EncoderClassifier:
     """The best student that model_dir (the chief's) holds."""
     folder = _shared_path(config, "student")
@@ -712,16 +680,16 @@ def _predict(config: RunConfig, spec: TaskSpec, tokenizer) -> int:
         raise ValueError("--mode=predict needs --predict_file and --output_file.")
     if spec.files:
         predictions.check_output_format(config.data.output_file)
-        rows, skipped = data.read_own_rows(config.data.predict_file, spec.text_fields, None,
+        rows, skipped = own_files.read_own_rows(config.data.predict_file, spec.text_fields, None,
                                            config.data.skip_bad_rows)
-        examples = [data.Example(r.text_a, r.text_b, 0) for r in rows]
+        examples = [Example(r.text_a, r.text_b, 0) for r in rows]
     else:
-        examples, skipped = data.read_glue_tsv(config.data.predict_file, spec,
+        examples, skipped = glue.read_glue_tsv(config.data.predict_file, spec,
                                                config.data.skip_bad_rows)
     if not examples:
-        raise data.DataError(f"{config.data.predict_file} has no rows to predict.")
+        raise DataError(f"{config.data.predict_file} has no rows to predict.")
     student = _load_student(config, spec)
-    features = data.tokenize(examples, tokenizer, config.data.max_seq_length,
+    features = tokenize(examples, tokenizer, config.data.max_seq_length,
                              regression=spec.is_regression)
     logits = predict_logits(student, features, config.data.eval_batch_size)
     if spec.files:

@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kd_keras import distiller, losses  # noqa: E402
+from kd_keras.data import batching  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_sizes import (SIZES, build_pair, cpu_description, median_seconds,  # noqa: E402
@@ -50,19 +51,19 @@ def make_inputs(size: dict, batch: int, seed: int = 0):
     return {k: tf.constant(v) for k, v in x.items()}, tf.constant(y)
 
 
-def distiller_for(teacher, student, mapping, schedule: str, args,
-                  cached_teacher_logits: bool = False) -> distiller.Distiller:
-    return compiled_distiller(teacher, student, mapping, schedule, args.xla,
-                              cached_teacher_logits)
+def distiller_for(teacher, student, mapping, schedule: str, args) -> distiller.Distiller:
+    return compiled_distiller(teacher, student, mapping, schedule, args.xla)
 
 
-def stage_step(model: distiller.Distiller, index: int, x, y):
+def stage_step(model: distiller.Distiller, index: int, x, y, teacher_logits=None):
     """A callable running one train step of stage ``index``, as fit runs it: the
-    compiled train function on the next batch of a dataset iterator."""
+    compiled train function on the next batch of a dataset iterator (with the teacher's
+    logits beside the labels when given, as the pipeline's logit cache passes them)."""
     model.set_stage(index)
     model.make_train_function(force=True)
     train_function = model.train_function
-    batches = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    batch = batching.pack(x, y, teacher_logits=teacher_logits)
+    batches = iter(tf.data.Dataset.from_tensors(batch).repeat())
 
     def step():
         logs = train_function(batches)
@@ -127,11 +128,9 @@ def run_timings(args, size: dict) -> dict:
     for k in range(n):
         record(f"distill_sid_stage_{k + 1}", stage_step(sid, k, x, y))
     record("distill_sid_classifier", stage_step(sid, n, x, y))
-    # The pipeline's logit cache: batches carry the teacher's logits, and a Distiller
-    # told so runs no teacher in the classifier stage.
-    cached = distiller_for(teacher, student, mapping, "sid", args, cached_teacher_logits=True)
-    cached_x = dict(x, **{distiller.TEACHER_LOGITS: teacher(x)})
-    record("distill_sid_classifier_cached", stage_step(cached, n, cached_x, y))
+    # The pipeline's logit cache: batches carry the teacher's logits, so the classifier
+    # stage runs no teacher.
+    record("distill_sid_classifier_cached", stage_step(sid, n, x, y, teacher(x)))
     with tempfile.TemporaryDirectory() as folder:
         for batch in (1, 32):
             for who, model in (("teacher", teacher), ("student", student)):

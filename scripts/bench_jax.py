@@ -42,7 +42,8 @@ import numpy as np  # noqa: E402
 from bench_sizes import (SIZES, build_pair, cpu_description, numpy_inputs,  # noqa: E402
                          ratios, step_flops, timed_row)
 from bench_sizes import distiller_for as compiled_distiller  # noqa: E402
-from kd_keras import distiller, encoders, jax_steps  # noqa: E402
+from kd_keras import backends, distiller, encoders  # noqa: E402
+from kd_keras.data import batching  # noqa: E402
 
 BENCH_DIR = os.path.join(REPO, "benchmarks")
 # Dense peak TFLOP/s by the vendors' datasheets (SXM parts): bfloat16 on the tensor
@@ -74,10 +75,9 @@ def peak_tflops(device: dict, precision: str, given: float | None) -> float | No
     return None
 
 
-def distiller_for(teacher, student, mapping, schedule: str,
-                  cached_teacher_logits: bool = False) -> distiller.Distiller:
+def distiller_for(teacher, student, mapping, schedule: str) -> distiller.Distiller:
     """A Distiller whose steps are jitted (un-jitted, JAX runs them op by op)."""
-    return compiled_distiller(teacher, student, mapping, schedule, True, cached_teacher_logits)
+    return compiled_distiller(teacher, student, mapping, schedule, True)
 
 
 def stage_step(model: distiller.Distiller, index: int, batch):
@@ -102,7 +102,7 @@ def stage_step(model: distiller.Distiller, index: int, batch):
 
 def forward_step(model, x):
     """A callable running the jitted inference forward pass (logits) of ``model``."""
-    forward = jax_steps.jitted_logits(model)
+    forward = backends.current().logits_function(model)
     return lambda: jax.block_until_ready(forward(x))
 
 
@@ -134,9 +134,9 @@ def run_timings(args, size: dict, rows) -> dict:
             record(f"distill_sid_stage_{k + 1}", stage_step(sid, k, batch),
                    step_flops(size, (k + 1) * step_layers, k + 1))
     if "distill_sid_classifier_cached" in rows:
-        cached = distiller_for(teacher, student, mapping, "sid", cached_teacher_logits=True)
+        cached = distiller_for(teacher, student, mapping, "sid")
         logits = forward_step(teacher, x)()
-        cached_batch = (dict(x, **{distiller.TEACHER_LOGITS: logits}), batch[1])
+        cached_batch = batching.pack(x, batch[1], teacher_logits=logits)
         record("distill_sid_classifier_cached", stage_step(cached, n, cached_batch),
                step_flops(size, 0, n))
     return results

@@ -58,15 +58,13 @@ def build_pair(size: dict):
     return teacher, student, pairs
 
 
-def distiller_for(teacher, student, pairs, schedule: str, jit_compile: bool,
-                  cached_teacher_logits: bool = False):
+def distiller_for(teacher, student, pairs, schedule: str, jit_compile: bool):
     """A compiled Distiller of one schedule with the pipeline's optimizer."""
     from kd_keras import distiller, schedules
 
     stages = schedules.build_schedule(schedule, len(pairs), 1, 1)
     model = distiller.for_schedule(student, None if schedule == "finetune" else teacher,
-                                   pairs, stages,
-                                   cached_teacher_logits=cached_teacher_logits)
+                                   pairs, stages)
     model.compile(optimizer=distiller.make_optimizer(1e-5, 10_000, 0.0, 0.01),
                   jit_compile=jit_compile)
     model.build_optimizer()

@@ -40,10 +40,10 @@ SERVING_TARGET = 1.8  # student / teacher serving throughput at batch 32, length
 
 
 def short_dev_set(size: int, vocab: int, seed: int = 0):
-    """Tokenized pair examples with short lengths: data.Features."""
+    """Tokenized pair examples with short lengths: Features."""
     import numpy as np
 
-    from kd_keras import data
+    from kd_keras.data.features import Features
 
     rng = np.random.RandomState(seed)
     lengths = np.clip(rng.poisson(11, size=size) + 3, 4, 40).astype(np.int32)
@@ -56,8 +56,8 @@ def short_dev_set(size: int, vocab: int, seed: int = 0):
         types[start + length // 2: start + length] = 1
     flat = {"input_ids": ids, "attention_mask": np.ones(total, np.int32),
             "token_type_ids": types}
-    return data.Features(flat=flat, lengths=lengths,
-                         labels=rng.randint(0, 2, size=size).astype(np.int32))
+    return Features(flat=flat, lengths=lengths,
+                    labels=rng.randint(0, 2, size=size).astype(np.int32))
 
 
 def build_pair():
@@ -89,14 +89,14 @@ def alternating_medians(calls: dict, rounds: int, repeat: int = 1) -> dict:
 
 def passes_in_pipeline(classifiers: dict, features, batch_size: int, rounds: int) -> dict:
     """Examples/s with tf.data iterated inside each timed pass (the earlier harness)."""
-    from kd_keras import data, pipeline
+    from kd_keras import backends
 
-    dataset = data.make_dataset(features, batch_size, training=False)
+    dataset = backends.make_dataset(features, batch_size, training=False)
 
     def one_pass(forward):
         return lambda: [forward(x).numpy() for x, _ in dataset]
 
-    passes = {name: one_pass(pipeline._logits_function(model))
+    passes = {name: one_pass(backends.current().logits_function(model))
               for name, model in classifiers.items()}
     for run_pass in passes.values():
         run_pass()  # tracing, warm-up

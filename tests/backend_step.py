@@ -10,7 +10,8 @@ internal stage, a pid stage with the lower layers frozen, the classifier stage w
 warm-up restarted at its start (--stage_warmup) -- runs one
 AdamW train step from the same starting weights with dropout off and writes every loss
 term the step reported and the student's weights after it to OUT.npz.  On JAX also the
-`all` step on the batch filled up with zero-weight rows ("all_filled").
+`all` step on the batch filled up with zero-weight rows ("all_filled"), as JAX's numpy
+batches fill a short batch (both backends take example weights).
 """
 
 import os
@@ -88,7 +89,7 @@ def one_step(name, schedule, stage, freeze, stage_warmup, weights_path, x, y, fo
 
 def filled(x, y):
     """The batch with two zero-weight filler rows (copies of rows 0 and 1), as
-    data.NumpyBatches fills a short batch: (x, y, weights)."""
+    the JAX backend's numpy batches fill a short batch: (x, y, weights)."""
     rows = np.resize(np.arange(len(y)), len(y) + 2)
     weights = (np.arange(len(rows)) < len(y)).astype(np.float32)
     return {k: v[rows] for k, v in x.items()}, y[rows], weights
@@ -99,10 +100,9 @@ def main(weights_path, out_path):
     found = {}
     for case in CASES:
         one_step(*case, weights_path, x, y, found)
-    if keras.backend.backend() == "jax":  # example weights: the JAX step only
-        x_filled, y_filled, weights = filled(x, y)
-        one_step("all_filled", "all", 0, False, False, weights_path, x_filled, y_filled, found,
-                 sample_weight=weights)
+    x_filled, y_filled, weights = filled(x, y)
+    one_step("all_filled", "all", 0, False, False, weights_path, x_filled, y_filled, found,
+             sample_weight=weights)
     np.savez(out_path, backend=keras.backend.backend(), **found)
 
 

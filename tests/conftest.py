@@ -13,7 +13,11 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), f"kd_keras_tests_jax_cache_{os.getuid()}_{os.getppid()}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-from kd_keras import data, models, tasks
+from kd_keras import models, tasks
+from kd_keras.data.features import tokenize
+from kd_keras.data.sources import load_examples
+from kd_keras.data.synthetic import synthetic_vocab
+from kd_keras.data.vocab import write_vocab
 
 TINY = dict(hidden_size=48, num_heads=3, intermediate_size=60, max_position_embeddings=64)
 
@@ -22,13 +26,13 @@ TINY = dict(hidden_size=48, num_heads=3, intermediate_size=60, max_position_embe
 def tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("vocab")
     path = os.path.join(folder, "vocab.txt")
-    data.write_vocab(path, data.synthetic_vocab())
+    write_vocab(path, synthetic_vocab())
     return models.load_tokenizer(path, str(folder))
 
 
 def tiny_teacher(num_layers=4, num_labels=2, seed=1, dropout=0.1, **overrides):
     sizes = dict(TINY, **overrides)
-    config = models.bert_config(len(data.synthetic_vocab()), num_labels, num_layers=num_layers,
+    config = models.bert_config(len(synthetic_vocab()), num_labels, num_layers=num_layers,
                                 dropout=dropout, **sizes)
     return models.build_model(config, seed=seed)
 
@@ -59,8 +63,8 @@ def make_batch(batch=5, seq=9, seed=0, pad_last=3):
 @pytest.fixture(scope="session")
 def synthetic_features(tokenizer):
     spec = tasks.get_task("synthetic")
-    train, _ = data.load_examples(spec, "train", synthetic_size=96, seed=3)
-    return data.tokenize(train, tokenizer, 32)
+    train, _ = load_examples(spec, "train", synthetic_size=96, seed=3)
+    return tokenize(train, tokenizer, 32)
 
 
 # The longest files first (seconds per file, measured on 2026-12-03), then the rest in

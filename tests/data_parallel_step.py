@@ -17,7 +17,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kd_keras import distiller, distribute, encoders, schedules  # noqa: E402
+from kd_keras import backends, distiller, encoders, schedules  # noqa: E402
 from kd_keras.encoders import EncoderConfig  # noqa: E402
 
 TEACHER = EncoderConfig("bert", 97, 48, 4, 3, 60, max_positions=64)  # dropout 0.1
@@ -50,7 +50,7 @@ y = rng.randint(0, 2, size=8).astype(np.int32)
 weights = np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32)
 
 start, single, _ = two_steps(x, y, weights)
-strategy = distribute.get_strategy("mirrored")
+strategy = backends.strategy("mirrored")
 _, parallel, holders = two_steps(x, y, weights)
 diff = max(float(np.abs(a - b).max()) for a, b in zip(single, parallel))
 moved = max(float(np.abs(a - b).max()) for a, b in zip(start, single))

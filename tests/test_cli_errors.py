@@ -5,7 +5,9 @@ import os
 import pytest
 
 from conftest import TINY, tiny_teacher
-from kd_keras import data, models
+from kd_keras import models
+from kd_keras.data.synthetic import synthetic_vocab
+from kd_keras.data.vocab import write_vocab
 from test_end_to_end import TINY_RUN, run_cli
 
 MRPC_HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
@@ -21,11 +23,11 @@ def folders(tmp_path_factory, tokenizer):
               "own")}
     models.save_model(tiny_teacher(), tokenizer, paths["teacher"])
     four_heads = models.build_model(models.bert_config(
-        len(data.synthetic_vocab()), 2, num_layers=2, **dict(TINY, num_heads=4)), seed=2)
+        len(synthetic_vocab()), 2, num_layers=2, **dict(TINY, num_heads=4)), seed=2)
     models.save_model(four_heads, tokenizer, paths["four_heads"])
-    renamed = [f"x{t}" if t.startswith("w") else t for t in data.synthetic_vocab()]
+    renamed = [f"x{t}" if t.startswith("w") else t for t in synthetic_vocab()]
     vocab = root / "other_vocab.txt"
-    data.write_vocab(str(vocab), renamed)
+    write_vocab(str(vocab), renamed)
     models.save_model(tiny_teacher(num_layers=2), models.load_tokenizer(str(vocab), str(root)),
                       paths["other_vocab"])
     for name, train, dev in (("good", MRPC_ROWS, MRPC_ROWS),

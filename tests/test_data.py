@@ -6,8 +6,14 @@ import time
 import numpy as np
 import pytest
 
-from kd_keras import data, tasks
-from kd_keras.data import DataError
+from kd_keras import backends, net, tasks
+from kd_keras.data.batching import batches_per_epoch, epoch_batches, plan_batches
+from kd_keras.data.examples import DataError, Example, splits
+from kd_keras.data.features import FEATURE_NAMES, tokenize
+from kd_keras.data.glue import load_tfds, tfds_label_map
+from kd_keras.data.sources import load_examples
+from kd_keras.data.synthetic import make_synthetic, synthetic_vocab
+from kd_keras.data.vocab import SPECIAL_TOKENS
 
 
 def write(path, text, bom=False):
@@ -30,15 +36,15 @@ def test_mrpc_with_bom(tmp_path):
     write(str(tmp_path / "MRPC" / "train.tsv"),
           "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tfirst a\tfirst b\n"
           "0\t3\t4\tsecond a\tsecond b\n", bom=True)
-    examples, skipped = data.load_examples(tasks.get_task("mrpc"), "train", str(tmp_path))
+    examples, skipped = load_examples(tasks.get_task("mrpc"), "train", str(tmp_path))
     assert skipped == 0
-    assert examples == [data.Example("first a", "first b", 1),
-                        data.Example("second a", "second b", 0)]
+    assert examples == [Example("first a", "first b", 1),
+                        Example("second a", "second b", 0)]
 
 
 def test_cola_without_header(tmp_path):
     write(str(tmp_path / "CoLA" / "dev.tsv"), "src\t1\t\tgood one .\nsrc\t0\t*\tbad one .\n")
-    examples, _ = data.load_examples(tasks.get_task("cola"), "dev", str(tmp_path))
+    examples, _ = load_examples(tasks.get_task("cola"), "dev", str(tmp_path))
     assert [(e.text_a, e.text_b, e.label) for e in examples] == [
         ("good one .", None, 1), ("bad one .", None, 0)]
 
@@ -47,12 +53,12 @@ def test_mnli_label_is_last_column_and_stsb_is_float(tmp_path):
     mnli_row = "\t".join(["0", "1", "2", "g", "p", "h", "pp", "hp", "prem", "hyp"]
                          + ["neutral"] * 5 + ["contradiction"])
     write(str(tmp_path / "MNLI" / "dev_matched.tsv"), "header\n" + mnli_row + "\n")
-    examples, _ = data.load_examples(tasks.get_task("mnli"), "dev", str(tmp_path))
-    assert examples == [data.Example("prem", "hyp", 0)]
+    examples, _ = load_examples(tasks.get_task("mnli"), "dev", str(tmp_path))
+    assert examples == [Example("prem", "hyp", 0)]
     stsb_row = "\t".join(["0", "g", "f", "y", "o", "s1", "s2", "one", "two", "3.25"])
     write(str(tmp_path / "STS-B" / "train.tsv"), "header\n" + stsb_row + "\n")
-    examples, _ = data.load_examples(tasks.get_task("stsb"), "train", str(tmp_path))
-    assert examples == [data.Example("one", "two", 3.25)]
+    examples, _ = load_examples(tasks.get_task("stsb"), "train", str(tmp_path))
+    assert examples == [Example("one", "two", 3.25)]
 
 
 QQP = ("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
@@ -66,7 +72,7 @@ def test_malformed_rows_name_file_and_line(tmp_path):
     path = tmp_path / "QQP" / "train.tsv"
     write(str(path), QQP)
     with pytest.raises(DataError) as error:
-        data.load_examples(tasks.get_task("qqp"), "train", str(tmp_path))
+        load_examples(tasks.get_task("qqp"), "train", str(tmp_path))
     message = str(error.value)
     assert f"{path}:2:" in message and "found 5" in message and "--skip_bad_rows" in message
     assert "\n" not in message
@@ -74,68 +80,68 @@ def test_malformed_rows_name_file_and_line(tmp_path):
 
 def test_skip_bad_rows_reports_count(tmp_path):
     write(str(tmp_path / "QQP" / "train.tsv"), QQP)
-    examples, skipped = data.load_examples(tasks.get_task("qqp"), "train", str(tmp_path),
+    examples, skipped = load_examples(tasks.get_task("qqp"), "train", str(tmp_path),
                                            skip_bad_rows=True)
     assert skipped == 2
-    assert examples == [data.Example("how?", "", 1), data.Example("when?", "when not?", 0)]
+    assert examples == [Example("how?", "", 1), Example("when?", "when not?", 0)]
 
 
 def test_unknown_label_message(tmp_path):
     write(str(tmp_path / "RTE" / "dev.tsv"), "index\ts1\ts2\tlabel\n0\ta\tb\tyes\n")
     with pytest.raises(DataError, match=r"dev.tsv:2: unknown label 'yes' \(expected one of "
                                         r"entailment, not_entailment\)"):
-        data.load_examples(tasks.get_task("rte"), "dev", str(tmp_path))
+        load_examples(tasks.get_task("rte"), "dev", str(tmp_path))
 
 
 def test_missing_file_and_missing_source_and_empty_split(tmp_path):
     with pytest.raises(DataError, match="file not found"):
-        data.load_examples(tasks.get_task("rte"), "train", str(tmp_path))
+        load_examples(tasks.get_task("rte"), "train", str(tmp_path))
     with pytest.raises(DataError, match="--data_dir"):
-        data.load_examples(tasks.get_task("rte"), "train")
+        load_examples(tasks.get_task("rte"), "train")
     write(str(tmp_path / "RTE" / "train.tsv"), "index\ts1\ts2\tlabel\n")
     with pytest.raises(DataError, match="no examples"):
-        data.load_examples(tasks.get_task("rte"), "train", str(tmp_path))
+        load_examples(tasks.get_task("rte"), "train", str(tmp_path))
 
 
 def test_unreachable_tfds_fails_fast(tmp_path):
     start = time.time()
     with pytest.raises(DataError, match="not prepared"):
-        data.load_tfds(tasks.get_task("rte"), "train", str(tmp_path),
+        load_tfds(tasks.get_task("rte"), "train", str(tmp_path),
                        hosts=("unreachable.invalid",))
     assert time.time() - start < 30
 
 
 def test_synthetic_is_deterministic_balanced_and_consistent():
-    a = data.make_synthetic(200, seed=5)
-    assert a == data.make_synthetic(200, seed=5)
-    assert a != data.make_synthetic(200, seed=6)
+    a = make_synthetic(200, seed=5)
+    assert a == make_synthetic(200, seed=5)
+    assert a != make_synthetic(200, seed=6)
     assert sum(e.label for e in a) == 100
     for example in a:
         shares = [np.mean([int(w[1:]) % 2 == 0 for w in text.split()])
                   for text in (example.text_a, example.text_b)]
         assert (shares[0] > shares[1]) == bool(example.label)
-    vocab = data.synthetic_vocab()
-    assert len(vocab) == 97 and vocab[:5] == list(data.SPECIAL_TOKENS)
+    vocab = synthetic_vocab()
+    assert len(vocab) == 97 and vocab[:5] == list(SPECIAL_TOKENS)
 
 
 def test_tokenize_pairs_and_cache(tokenizer, tmp_path):
-    examples = [data.Example("w1 w2", "w3", 1), data.Example("w4", "w5 w6 w7", 0)]
-    features = data.tokenize(examples, tokenizer, 16, cache_dir=str(tmp_path), cache_key="k")
-    vocab = {t: i for i, t in enumerate(data.synthetic_vocab())}
+    examples = [Example("w1 w2", "w3", 1), Example("w4", "w5 w6 w7", 0)]
+    features = tokenize(examples, tokenizer, 16, cache_dir=str(tmp_path), cache_key="k")
+    vocab = {t: i for i, t in enumerate(synthetic_vocab())}
     row = features.row(0)
     assert list(row["input_ids"]) == [vocab[t] for t in
                                       ["[CLS]", "w1", "w2", "[SEP]", "w3", "[SEP]"]]
     assert list(row["token_type_ids"]) == [0, 0, 0, 0, 1, 1]
     assert len(os.listdir(tmp_path)) == 1
-    again = data.tokenize(examples, tokenizer, 16, cache_dir=str(tmp_path), cache_key="k")
+    again = tokenize(examples, tokenizer, 16, cache_dir=str(tmp_path), cache_key="k")
     np.testing.assert_array_equal(again.flat["input_ids"], features.flat["input_ids"])
-    long = data.tokenize([data.Example(" ".join(["w1"] * 30), "w2 w3", 0)], tokenizer, 10)
+    long = tokenize([Example(" ".join(["w1"] * 30), "w2 w3", 0)], tokenizer, 10)
     assert long.lengths[0] == 10
 
 
 def test_pipeline_pads_per_batch_and_shuffles_with_seed(synthetic_features):
     def batches(seed):
-        return [(x, y) for x, y in data.make_dataset(synthetic_features, 8, True, seed)]
+        return [(x, y) for x, y in backends.make_dataset(synthetic_features, 8, True, seed)]
 
     first, again, other = batches(1), batches(1), batches(2)
     assert sum(len(y) for _, y in first) == len(synthetic_features)
@@ -144,7 +150,7 @@ def test_pipeline_pads_per_batch_and_shuffles_with_seed(synthetic_features):
         assert mask.shape[1] == mask.sum(1).max()  # padded to this batch's longest only
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again))
     assert not all(np.array_equal(a[1], b[1]) for a, b in zip(first, other))
-    ordered = list(data.make_dataset(synthetic_features, 10, False))
+    ordered = list(backends.make_dataset(synthetic_features, 10, False))
     np.testing.assert_array_equal(np.concatenate([y for _, y in ordered]),
                                   synthetic_features.labels)
 
@@ -162,17 +168,17 @@ def test_tfds_labels_are_mapped_by_name_not_index(monkeypatch):
             "premise": tf.TensorSpec([], tf.string), "hypothesis": tf.TensorSpec([], tf.string),
             "label": tf.TensorSpec([], tf.int64), "idx": tf.TensorSpec([], tf.int32)})
 
-    monkeypatch.setattr(data, "host_reachable", lambda *args, **kwargs: True)
+    monkeypatch.setattr(net, "host_reachable", lambda *args, **kwargs: True)
     spec = tasks.get_task("mnli")
     tfds_names = ["entailment", "neutral", "contradiction"]
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
         assert tfds.builder("glue/mnli").info.features["label"].names == tfds_names
         for split in ("train", "dev", "dev_mismatched"):
-            examples = data.load_tfds(spec, split)
+            examples = load_tfds(spec, split)
             assert [spec.labels[e.label] for e in examples] == tfds_names, split
             assert [e.text_a for e in examples] == ["p0", "p1", "p2"]
     with pytest.raises(DataError, match="has the classes"):
-        data.tfds_label_map(spec, ["yes", "no", "maybe"])
+        tfds_label_map(spec, ["yes", "no", "maybe"])
     # Every GLUE task names each of its classes in TFDS.
     for task in tasks.TASKS.values():
         if task.tfds_name and task.labels:
@@ -181,19 +187,19 @@ def test_tfds_labels_are_mapped_by_name_not_index(monkeypatch):
 
 def test_mnli_dev_mismatched_is_a_split(tmp_path):
     spec = tasks.get_task("mnli")
-    assert data.splits(spec) == ["train", "dev", "dev_mismatched"]
+    assert splits(spec) == ["train", "dev", "dev_mismatched"]
     row = "\t".join(["0", "1", "2", "g", "p", "h", "pp", "hp", "prem", "hyp"]
                     + ["neutral"] * 5 + ["entailment"])
     write(str(tmp_path / "MNLI" / "dev_mismatched.tsv"), "header\n" + row + "\n")
-    examples, _ = data.load_examples(spec, "dev_mismatched", str(tmp_path))
-    assert examples == [data.Example("prem", "hyp", 1)]
-    assert data.splits(tasks.get_task("rte")) == ["train", "dev"]
+    examples, _ = load_examples(spec, "dev_mismatched", str(tmp_path))
+    assert examples == [Example("prem", "hyp", 1)]
+    assert splits(tasks.get_task("rte")) == ["train", "dev"]
 
 
 def test_epoch_batches_fill_length_buckets_in_a_seeded_order(synthetic_features):
     lengths = synthetic_features.lengths
-    first = data.epoch_batches(lengths, 8, seed=1, epoch=0)
-    assert len(first) == data.batches_per_epoch(lengths, 8)
+    first = epoch_batches(lengths, 8, seed=1, epoch=0)
+    assert len(first) == batches_per_epoch(lengths, 8)
     rows = np.concatenate(first)
     np.testing.assert_array_equal(np.sort(rows), np.arange(len(lengths)))  # each once
     buckets = []
@@ -205,17 +211,17 @@ def test_epoch_batches_fill_length_buckets_in_a_seeded_order(synthetic_features)
     short = [b for b, batch in zip(buckets, first) if len(batch) < 8]
     assert len(short) == len(set(short))
     assert all(len(batch) == 8 for batch in first[:len(first) - len(short)])
-    again = data.epoch_batches(lengths, 8, seed=1, epoch=0)
+    again = epoch_batches(lengths, 8, seed=1, epoch=0)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    for other in (data.epoch_batches(lengths, 8, seed=1, epoch=1),
-                  data.epoch_batches(lengths, 8, seed=2, epoch=0)):
+    for other in (epoch_batches(lengths, 8, seed=1, epoch=1),
+                  epoch_batches(lengths, 8, seed=2, epoch=0)):
         assert not np.array_equal(np.concatenate(other), rows)
 
 
 def test_resumed_dataset_reads_the_rest_of_the_uninterrupted_run(synthetic_features):
-    whole = list(data.make_dataset(synthetic_features, 8, True, seed=3, epochs=3))
-    per_epoch = data.batches_per_epoch(synthetic_features.lengths, 8)
-    resumed = list(data.make_dataset(synthetic_features, 8, True, seed=3, epochs=3,
+    whole = list(backends.make_dataset(synthetic_features, 8, True, seed=3, epochs=3))
+    per_epoch = batches_per_epoch(synthetic_features.lengths, 8)
+    resumed = list(backends.make_dataset(synthetic_features, 8, True, seed=3, epochs=3,
                                      start_epoch=1, start_batch=4))
     assert len(resumed) == len(whole) - per_epoch - 4
     for (x, y), (x_whole, y_whole) in zip(resumed, whole[per_epoch + 4:]):
@@ -224,25 +230,30 @@ def test_resumed_dataset_reads_the_rest_of_the_uninterrupted_run(synthetic_featu
 
 
 def test_numpy_batches_hold_the_tf_data_batches_padded_to_16_and_filled(synthetic_features):
-    extra = {"teacher_logits": np.arange(2 * len(synthetic_features), dtype=np.float32
-                                         ).reshape(-1, 2)}
+    from kd_keras.backends import jax as jax_backend
+
+    logits = np.arange(2 * len(synthetic_features), dtype=np.float32).reshape(-1, 2)
     for training in (True, False):
-        tf_batches = list(data.make_dataset(synthetic_features, 7, training, seed=5,
-                                            extra=extra, epochs=2))
-        plan = data._plan(synthetic_features, 7, training, 5, 2, 0, 0)
-        numpy_batches = data.NumpyBatches(synthetic_features, plan, extra, 16, rows=7)
+        tf_batches = list(backends.make_dataset(synthetic_features, 7, training, seed=5,
+                                                teacher_logits=logits, epochs=2))
+        plan = plan_batches(synthetic_features.lengths, 7, training, 5, 2, 0, 0)
+        numpy_batches = jax_backend.batches(synthetic_features, plan, 7, logits)
         assert len(numpy_batches) == len(tf_batches)
-        assert any(len(y) < 7 for _, y in tf_batches)  # some short batch gets filled
+        assert any(len(y) < 7 for _, (y, _) in tf_batches)  # some short batch gets filled
         shapes = set()
-        for (x, y), (x_np, y_np, weights) in zip(tf_batches, numpy_batches):
+        for (x, (y, cached)), (x_np, (y_np, cached_np), weights) in zip(tf_batches,
+                                                                       numpy_batches):
             real = len(y)
+            assert set(x) == set(x_np) == set(FEATURE_NAMES)  # model inputs only
             assert len(y_np) == 7 and list(weights) == [1.0] * real + [0.0] * (7 - real)
             np.testing.assert_array_equal(y_np[:real], y.numpy())
-            np.testing.assert_array_equal(x_np["teacher_logits"][:real],
-                                          x["teacher_logits"].numpy())
+            np.testing.assert_array_equal(cached_np[:real], cached.numpy())
+            # Each row's cached logits are its own example's (logits[i] = 2i, 2i + 1).
+            rows = (cached.numpy()[:, 0] / 2).astype(int)
+            np.testing.assert_array_equal(synthetic_features.labels[rows], y.numpy())
             width = x["input_ids"].shape[1]
             shapes.add(x_np["input_ids"].shape)
-            for name in data.FEATURE_NAMES:
+            for name in FEATURE_NAMES:
                 assert x_np[name].shape[1] % 16 == 0 and x_np[name].shape[1] >= width
                 np.testing.assert_array_equal(x_np[name][:real, :width], x[name].numpy())
                 assert not x_np[name][:, width:].any()

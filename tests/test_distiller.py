@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import make_batch, tiny_teacher
-from kd_keras import callbacks, data, distiller, encoders, losses, models, schedules, terms
+from kd_keras import backends, callbacks, distiller, encoders, losses, models, schedules, terms
+from kd_keras.data.batching import batches_per_epoch
 from kd_keras.encoders import EncoderConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -65,13 +66,11 @@ def test_terms_equal_direct_computation_on_full_forward_passes(student_hidden):
         np.testing.assert_allclose(np.asarray(values[name]), np.asarray(value), atol=1e-6)
     np.testing.assert_allclose(np.asarray(total), sum(np.asarray(v) for v in expected.values()),
                                atol=1e-5)
-    # The classifier stage with the teacher's logits cached in the batch: no teacher pass.
-    cached = distiller.Distiller(student, teacher, sid_stages(), cached_teacher_logits=True)
-    x_cached = dict(x, teacher_logits=np.asarray(t.logits))
-    last = cached.stages[-1]
-    assert cached.teacher_outputs(x_cached, last).hidden_states == []
-    total, values, _ = cached.compute_terms(x_cached, y, last,
-                                            cached.teacher_outputs(x_cached, last), False)
+    # The classifier stage with the teacher's logits given (cached): no teacher pass.
+    last = model.stages[-1]
+    given = model.teacher_outputs(x, last, np.asarray(t.logits))
+    assert given.hidden_states == []
+    total, values, _ = model.compute_terms(x, y, last, given, False)
     soft = losses.soft_label_ce(t.logits, s.logits, reduction="none")
     hard = losses.hard_label_ce(y, s.logits, reduction="none")
     np.testing.assert_allclose(np.asarray(total), np.asarray(soft + 0.1 * hard), atol=1e-5)
@@ -284,24 +283,25 @@ def test_staged_compute_equals_full_forward(teacher, schedule):
 
 
 def test_cached_teacher_logits_give_identical_losses(teacher):
-    model = make_distiller(teacher, "kd", cached_teacher_logits=True)
+    model = make_distiller(teacher, "kd")
     x, y = make_batch()
-    cached = dict(x, teacher_logits=teacher(x))
-    total_a, terms_a, _ = terms_of(model, x, y, model.terms)
-    total_b, terms_b, _ = terms_of(model, cached, y, model.terms)
+    active = model.terms
+    total_a, terms_a, _ = terms_of(model, x, y, active)
+    given = model.teacher_outputs(x, active, teacher(x))
+    total_b, terms_b, _ = model.compute_terms(x, y, active, given, False)
     np.testing.assert_allclose(np.asarray(total_a), np.asarray(total_b), atol=1e-6)
     assert set(terms_a) == {"soft", "hard"} == set(terms_b)
-    assert model.requirements(cached, model.terms).teacher_layers is None  # no teacher pass
+    assert model.requirements(active, True).teacher_layers is None  # no teacher pass
+    assert model.reads_teacher_logits
 
 
-def fit_sid(teacher, features, extra=None, epochs=1, **options):
-    model = make_distiller(teacher, "sid", epochs=epochs,
-                           cached_teacher_logits=extra is not None, **options)
-    steps = data.batches_per_epoch(features.lengths, 16)
+def fit_sid(teacher, features, teacher_logits=None, epochs=1, **options):
+    model = make_distiller(teacher, "sid", epochs=epochs, **options)
+    steps = batches_per_epoch(features.lengths, 16)
     history = model.fit_schedule(
-        lambda epoch, batch: data.make_dataset(features, 16, True, seed=0, extra=extra,
-                                               epochs=epoch + 1, start_epoch=epoch,
-                                               start_batch=batch), steps)
+        lambda epoch, batch: backends.make_dataset(
+            features, 16, True, seed=0, teacher_logits=teacher_logits, epochs=epoch + 1,
+            start_epoch=epoch, start_batch=batch), steps)
     return model, history
 
 
@@ -311,9 +311,9 @@ def test_training_with_the_logit_cache_equals_training_without(teacher, syntheti
 
     logits = pipeline.predict_logits(teacher, synthetic_features, 32)
     weights = []
-    for extra in (None, {distiller.TEACHER_LOGITS: logits}):
+    for cached in (None, logits):
         keras.utils.set_random_seed(0)
-        model, _ = fit_sid(teacher, synthetic_features, extra)
+        model, _ = fit_sid(teacher, synthetic_features, cached)
         weights.append([w.numpy() for w in model.student.trainable_weights])
     for plain, cached in zip(*weights):
         np.testing.assert_allclose(cached, plain, atol=2e-5)
@@ -364,8 +364,8 @@ def test_fit_schedule_walks_sid_stages_and_reports_active_terms(teacher, synthet
 def test_cos_threshold_ends_internal_stages_early(teacher, synthetic_features):
     model = make_distiller(teacher, "pid", epochs=3)
     controller = callbacks.StageController(cos_threshold=10.0, log=lambda line: None)
-    steps = data.batches_per_epoch(synthetic_features.lengths, 32)
-    model.fit_schedule(lambda epoch, batch: data.make_dataset(
+    steps = batches_per_epoch(synthetic_features.lengths, 32)
+    model.fit_schedule(lambda epoch, batch: backends.make_dataset(
         synthetic_features, 32, True, seed=0, epochs=epoch + 1, start_epoch=epoch), steps,
         [controller])
     assert [(h["stage"], h["epochs"]) for h in controller.history] == [(1, 1), (2, 1), (3, 3)]
@@ -378,7 +378,7 @@ def test_finetune_runs_without_teacher(synthetic_features):
     model = distiller.for_schedule(student, None, [], stages)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.build_optimizer()
-    logs = model.fit(data.make_dataset(synthetic_features, 32, True), epochs=1,
+    logs = model.fit(backends.make_dataset(synthetic_features, 32, True), epochs=1,
                      verbose=0).history
     assert set(logs) == {"loss", "hard", "accuracy", "stage"}
     with pytest.raises(ValueError, match="Only the finetune schedule"):
@@ -435,7 +435,7 @@ def test_logits_and_speeds_give_each_models_own_logits(teacher, synthetic_featur
 def test_speed_timing_reads_no_input_pipeline(teacher, synthetic_features, monkeypatch):
     """The dev batches are padded once: the timed passes (3 rounds at least) run only the
     models, so the input pipeline's cost never enters the speed-up."""
-    from kd_keras import data, pipeline
+    from kd_keras import pipeline
 
     iterations = []
 
@@ -447,8 +447,8 @@ def test_speed_timing_reads_no_input_pipeline(teacher, synthetic_features, monke
             iterations.append(1)
             return iter(self.dataset)
 
-    real = data.make_dataset
-    monkeypatch.setattr(pipeline.data, "make_dataset",
+    real = backends.make_dataset
+    monkeypatch.setattr(pipeline.backends, "make_dataset",
                         lambda *args, **kwargs: CountedDataset(real(*args, **kwargs)))
     student = tiny_teacher(num_layers=1, seed=5)
     _, speeds = pipeline.logits_and_speeds({"teacher": teacher, "student": student},

@@ -11,6 +11,8 @@ import pytest
 
 import reference_encoders as reference
 from kd_keras import encoders
+from kd_keras.data.examples import Example
+from kd_keras.data.features import tokenize
 from kd_keras.encoders import EncoderError
 
 SIZES = dict(vocab_size=97, num_labels=3)
@@ -220,14 +222,14 @@ def test_a_keras3_student_exports_with_both_signatures(tokenizer, tmp_path):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (ops of the raw-text signature)
 
-    from kd_keras import data, export, models
+    from kd_keras import export, models
 
     student = encoders.build(encoders.EncoderConfig("bert", 97, 48, 2, 3, 60,
                                                     max_positions=64, num_labels=2))
     path = export.export_student(student, models.vocab_tokens(tokenizer), ["no", "yes"],
                                  str(tmp_path), 32, pair=True)
-    examples = [data.Example("w2 w4 w6", "w1 w3", 1), data.Example("w11", "w20 w22 w7", 0)]
-    x = data.tokenize(examples, tokenizer, 32).padded()
+    examples = [Example("w2 w4 w6", "w1 w3", 1), Example("w11", "w20 w22 w7", 0)]
+    x = tokenize(examples, tokenizer, 32).padded()
     expected = np.asarray(student(x))
     loaded = tf.saved_model.load(path)
     served = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in x.items()})

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from kd_keras.data.examples import Example
+from kd_keras.data.features import tokenize
 
 TINY_RUN = ["--task=synthetic", "--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48",
             "--tiny_heads=3", "--teacher_epochs=2", "--student_layers=2", "--epochs=1",
@@ -87,14 +89,14 @@ def test_sid_tensorboard_tags(sid_run):
 def test_export_matches_student(sid_run, tokenizer):
     import tensorflow_text  # noqa: F401  (registers the ops the raw-text signature uses)
 
-    from kd_keras import data, models
+    from kd_keras import models
 
     model_dir, _ = sid_run
     student = models.load_pretrained(os.path.join(model_dir, "student"), 2, model_dir)
     loaded = tf.saved_model.load(os.path.join(model_dir, "export", "1"))
-    examples = [data.Example("w2 w4 w6", "w1 w3 w8 w5", 1),
-                data.Example("w11 w13", "w20 w22 w24 w7 w9", 0)]
-    features = data.tokenize(examples, tokenizer, 32)
+    examples = [Example("w2 w4 w6", "w1 w3 w8 w5", 1),
+                Example("w11 w13", "w20 w22 w24 w7 w9", 0)]
+    features = tokenize(examples, tokenizer, 32)
     x = {k: tf.constant(v) for k, v in features.padded().items()}
     expected = np.asarray(student(x))
     got = loaded.signatures["serving_default"](**x)

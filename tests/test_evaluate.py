@@ -7,15 +7,17 @@ import tensorflow as tf
 
 from conftest import tiny_teacher
 from kd_keras import config as config_lib
-from kd_keras import data, metrics, pipeline, tasks
+from kd_keras.data.examples import Example
+from kd_keras.data.features import tokenize
+from kd_keras import metrics, pipeline, tasks
 
 
 def features(tokenizer, labels, seed):
     rng = np.random.RandomState(seed)
-    examples = [data.Example(" ".join(f"w{w}" for w in rng.randint(0, 92, 5)),
+    examples = [Example(" ".join(f"w{w}" for w in rng.randint(0, 92, 5)),
                              " ".join(f"w{w}" for w in rng.randint(0, 92, 3)), int(label))
                 for label in labels]
-    return data.tokenize(examples, tokenizer, 16)
+    return tokenize(examples, tokenizer, 16)
 
 
 def test_evaluate_reports_mismatched_dev_and_the_majority_class(tokenizer, tmp_path):

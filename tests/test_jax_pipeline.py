@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from test_end_to_end import run_cli
+from kd_keras.data.features import tokenize
+from kd_keras.data.sources import load_examples
 
 # Smaller than test_end_to_end's run: every new batch shape costs the jitted step a
 # compilation on JAX.
@@ -75,14 +77,14 @@ def test_export_on_jax_is_refused_and_tensorflow_exports_the_jax_student(jax_run
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (ops of the raw-text signature)
 
-    from kd_keras import data, models, tasks
+    from kd_keras import models, tasks
 
     # The SavedModel serves the dev logits the JAX run recorded.
     recorded = np.load(os.path.join(model_dir, "dev_predictions.npz"))
-    examples, _ = data.load_examples(tasks.get_task("synthetic"), "dev", synthetic_size=128,
+    examples, _ = load_examples(tasks.get_task("synthetic"), "dev", synthetic_size=128,
                                      seed=0)
     tokenizer = models.load_tokenizer(os.path.join(model_dir, "student"), str(model_dir))
-    features = data.tokenize(examples, tokenizer, 16)
+    features = tokenize(examples, tokenizer, 16)
     serve = tf.saved_model.load(os.path.join(model_dir, "export", "1")).signatures[
         "serving_default"]
     served = serve(**{k: tf.constant(v) for k, v in features.padded().items()})["logits"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import make_batch, tiny_teacher
-from kd_keras import data, hub, models
+from kd_keras import hub, models
+from kd_keras.data.vocab import SPECIAL_TOKENS, write_vocab
 from kd_keras.models import ModelError
 
 
@@ -181,7 +182,7 @@ def test_hub_names_are_downloaded_then_loaded_as_a_local_folder(teacher, tokeniz
         models.load_pretrained("someone/tiny-bert", 2, str(tmp_path))
 
 
-CASED_VOCAB = list(data.SPECIAL_TOKENS) + ["Hello", "hello", "World", "world", "##s"]
+CASED_VOCAB = list(SPECIAL_TOKENS) + ["Hello", "hello", "World", "world", "##s"]
 
 
 @pytest.mark.parametrize("source", ["tokenizer_config", "tokenizer_json", "vocab_only"])
@@ -189,7 +190,7 @@ def test_cased_checkpoints_keep_their_case(tmp_path, source):
     from transformers import BertTokenizerFast
 
     vocab = tmp_path / "vocab.txt"
-    data.write_vocab(str(vocab), CASED_VOCAB)
+    write_vocab(str(vocab), CASED_VOCAB)
     folder = tmp_path / "cased"
     cased = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=False)
     cased.save_pretrained(str(folder))

@@ -9,14 +9,17 @@ import tempfile
 import numpy as np
 import pytest
 
-from kd_keras import data, metrics, predictions, tasks
-from kd_keras.data import DataError
+from kd_keras import metrics, predictions, tasks
+from kd_keras.data.examples import DataError, Example
+from kd_keras.data.own_files import own_labels, read_own_rows
+from kd_keras.data.sources import load_examples
+from kd_keras.data.vocab import SPECIAL_TOKENS, build_vocab, write_vocab
 
 
 def spec_for(train, dev, text_fields, label_field="label", task_type="classification",
              skip=False):
-    rows, _ = data.read_own_rows(str(train), text_fields, label_field, skip)
-    labels = data.own_labels(rows) if task_type == "classification" else None
+    rows, _ = read_own_rows(str(train), text_fields, label_field, skip)
+    labels = own_labels(rows) if task_type == "classification" else None
     return tasks.from_files(str(train), str(dev), text_fields, label_field, task_type, labels)
 
 
@@ -27,10 +30,10 @@ def test_csv_pairs_with_quotes_and_labels_read_from_training_file(tmp_path):
     spec = spec_for(train, train, ["question", "answer"])
     assert spec.labels == ("ham", "spam") and spec.is_pair and spec.num_labels == 2
     assert spec.metrics == ("accuracy", "macro_f1")
-    examples, skipped = data.load_examples(spec, "train")
+    examples, skipped = load_examples(spec, "train")
     assert skipped == 0
-    assert examples == [data.Example("Is it, really?", "Yes", 1),
-                        data.Example("Why", 'Because "so"', 0), data.Example("Who", "Me", 1)]
+    assert examples == [Example("Is it, really?", "Yes", 1),
+                        Example("Why", 'Because "so"', 0), Example("Who", "Me", 1)]
 
 
 def test_tsv_single_text_and_numeric_labels_in_numeric_order(tmp_path):
@@ -38,7 +41,7 @@ def test_tsv_single_text_and_numeric_labels_in_numeric_order(tmp_path):
     train.write_text("text\tstars\nfine\t10\nbad\t2\nok\t3\n\n", encoding="utf-8")
     spec = spec_for(train, train, ["text"], "stars")
     assert spec.labels == ("2", "3", "10") and not spec.is_pair
-    examples, _ = data.load_examples(spec, "train")
+    examples, _ = load_examples(spec, "train")
     assert [(e.text_a, e.text_b, e.label) for e in examples] == [
         ("fine", None, 2), ("bad", None, 0), ("ok", None, 1)]
 
@@ -49,8 +52,8 @@ def test_jsonl_regression_and_values_that_are_not_strings(tmp_path):
                      '{"a": "three", "b": 4, "score": "1"}\n', encoding="utf-8")
     spec = spec_for(train, train, ["a", "b"], "score", "regression")
     assert spec.labels is None and spec.metrics == ("pearson", "spearman")
-    examples, _ = data.load_examples(spec, "train")
-    assert examples == [data.Example("one", "two", 3.5), data.Example("three", "4", 1.0)]
+    examples, _ = load_examples(spec, "train")
+    assert examples == [Example("one", "two", 3.5), Example("three", "4", 1.0)]
 
 
 def test_jsonl_integer_labels_become_label_names(tmp_path):
@@ -64,14 +67,14 @@ def test_missing_column_names_the_columns_there_are(tmp_path):
     train.write_text("sentence,label\nhi,a\n")
     with pytest.raises(DataError, match=r"train.csv: no column 'text'; the header row has "
                                         r"'sentence', 'label'\.$"):
-        data.read_own_rows(str(train), ["text"], "label")
+        read_own_rows(str(train), ["text"], "label")
 
 
 def test_wrong_delimiter_is_named(tmp_path):
     train = tmp_path / "train.csv"
     train.write_text("text\tlabel\nhi\ta\n")
     with pytest.raises(DataError, match="looks tab-separated.*fix the delimiter"):
-        data.read_own_rows(str(train), ["text"], "label")
+        read_own_rows(str(train), ["text"], "label")
 
 
 def test_empty_text_names_file_and_line_and_can_be_skipped(tmp_path):
@@ -79,8 +82,8 @@ def test_empty_text_names_file_and_line_and_can_be_skipped(tmp_path):
     train.write_text("text,label\nhi,a\n ,b\nyo,b\nlast,\n")
     with pytest.raises(DataError, match=r"train.csv:3: empty text in 'text'\. Fix the row, "
                                         r"or pass --skip_bad_rows"):
-        data.read_own_rows(str(train), ["text"], "label")
-    rows, skipped = data.read_own_rows(str(train), ["text"], "label", skip_bad_rows=True)
+        read_own_rows(str(train), ["text"], "label")
+    rows, skipped = read_own_rows(str(train), ["text"], "label", skip_bad_rows=True)
     assert skipped == 2 and [r.text_a for r in rows] == ["hi", "yo"]
     assert [r.line for r in rows] == [2, 4]
 
@@ -90,10 +93,10 @@ def test_jsonl_missing_field_and_bad_json_name_the_line(tmp_path):
     path.write_text('{"t": "a", "y": "p"}\n{"text": "b", "y": "q"}\n')
     with pytest.raises(DataError, match=r"dev.jsonl:2: no field 't' \(the row has 'text', "
                                         r"'y'\)"):
-        data.read_own_rows(str(path), ["t"], "y")
+        read_own_rows(str(path), ["t"], "y")
     path.write_text('{"t": "a", "y": "p"}\n{"t": "b", \n')
     with pytest.raises(DataError, match=r"dev.jsonl:2: not a JSON object"):
-        data.read_own_rows(str(path), ["t"], "y")
+        read_own_rows(str(path), ["t"], "y")
 
 
 def test_dev_label_never_seen_in_training_lists_known_labels(tmp_path):
@@ -103,7 +106,7 @@ def test_dev_label_never_seen_in_training_lists_known_labels(tmp_path):
     spec = spec_for(train, dev, ["text"])
     with pytest.raises(DataError, match=r"dev.csv:3: label 'neutral' never appears in the "
                                         r"training file .*train.csv \(known labels: neg, pos\)"):
-        data.load_examples(spec, "dev")
+        load_examples(spec, "dev")
 
 
 def test_one_label_and_unknown_extension_are_refused(tmp_path):
@@ -112,7 +115,7 @@ def test_one_label_and_unknown_extension_are_refused(tmp_path):
     with pytest.raises(ValueError, match="at least two labels"):
         spec_for(train, train, ["text"])
     with pytest.raises(DataError, match="unknown file type '.txt'"):
-        data.read_own_rows(str(tmp_path / "train.txt"), ["text"], "label")
+        read_own_rows(str(tmp_path / "train.txt"), ["text"], "label")
 
 
 @pytest.mark.parametrize("reader", ["own", "glue"])
@@ -124,21 +127,21 @@ def test_file_that_is_not_utf8_names_file_and_line(tmp_path, reader):
     with pytest.raises(DataError, match=r"train\.[ct]sv:3: not UTF-8 text \(byte 0xe9\); "
                                         "save the file as UTF-8"):
         if reader == "own":
-            data.read_own_rows(str(path), ["text"], "label")
+            read_own_rows(str(path), ["text"], "label")
         else:
-            data.load_examples(tasks.get_task("rte"), "train", str(tmp_path))
+            load_examples(tasks.get_task("rte"), "train", str(tmp_path))
 
 
 def test_tiny_teacher_vocab_covers_every_training_word():
     from kd_keras import models
 
     texts = ["Hello, World!", "naïve café x", "hello again"]
-    tokens = data.build_vocab(texts)
-    assert tokens[:5] == list(data.SPECIAL_TOKENS) and len(tokens) == len(set(tokens))
+    tokens = build_vocab(texts)
+    assert tokens[:5] == list(SPECIAL_TOKENS) and len(tokens) == len(set(tokens))
     assert {"hello", "world", "again", "!", "##e"} <= set(tokens)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "vocab.txt")
-        data.write_vocab(path, tokens)
+        write_vocab(path, tokens)
         tokenizer = models.load_tokenizer(path, folder)
     # Unseen words of seen characters (accents are stripped, as BERT-uncased does).
     for text in texts + ["a cave ahead, NAIVE"]:

@@ -15,6 +15,8 @@ from test_end_to_end import REPO, run_cli, tags
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import make_example_data  # noqa: E402
+from kd_keras.data.examples import Example
+from kd_keras.data.features import tokenize
 
 TINY_MODEL = ["--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48", "--tiny_heads=3",
               "--teacher_epochs=2", "--student_layers=2", "--epochs=1",
@@ -61,11 +63,11 @@ def test_results_use_the_users_labels_metrics_and_majority_class(example):
 
 
 def student_logits(model_dir, texts):
-    from kd_keras import data, models
+    from kd_keras import models
 
     student = models.load_pretrained(os.path.join(model_dir, "student"), 3, model_dir)
     tokenizer = models.load_tokenizer(os.path.join(model_dir, "student"), model_dir)
-    features = data.tokenize([data.Example(t, None, 0) for t in texts], tokenizer, 32)
+    features = tokenize([Example(t, None, 0) for t in texts], tokenizer, 32)
     return np.asarray(student({k: tf.constant(v) for k, v in features.padded().items()}))
 
 

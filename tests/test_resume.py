@@ -17,6 +17,7 @@ from test_end_to_end import REPO, run_cli
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import make_example_data  # noqa: E402
 import multi_worker_local  # noqa: E402
+from kd_keras.data.features import Features
 
 MODEL = ["--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48", "--tiny_heads=3",
          "--teacher_epochs=1", "--student_layers=2", "--epochs=1", "--epochs_per_stage=2",
@@ -115,7 +116,7 @@ def kill_mid_epoch(start, run, model_dir, epoch, batch):
 
 
 # The own-data variant runs the same check on CSV files (both sources end in the same
-# data.Features and make_dataset); it is left out of the default suite for CI's time:
+# Features and make_dataset); it is left out of the default suite for CI's time:
 # run it with KD_KERAS_LONG_TESTS=1.
 SOURCES = ["synthetic"] + (["own_data"] if os.environ.get("KD_KERAS_LONG_TESTS") else [])
 

@@ -7,7 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from kd_keras import data, encoders, export, tokenization
+from kd_keras import encoders, export, tokenization
+from kd_keras.data.examples import Example
+from kd_keras.data.features import tokenize
 
 TEXTS = ["the cat sat on the mat", "a dog barked at the cat", "good movie, great plot"]
 
@@ -40,7 +42,7 @@ def test_roberta_folders_get_byte_level_bpe_with_roberta_pairs(roberta_folder):
     tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
     assert tokens == ["<s>", "the", "Ġcat", "</s>", "</s>", "a", "Ġdog", "</s>"]
     assert encoded["token_type_ids"][0] == [0] * 8
-    features = data.tokenize([data.Example("the cat", "a dog", 1)], tokenizer, 16)
+    features = tokenize([Example("the cat", "a dog", 1)], tokenizer, 16)
     assert list(features.flat["input_ids"]) == encoded["input_ids"][0]
 
 
@@ -60,7 +62,7 @@ def test_a_bpe_student_exports_token_ids_only(roberta_folder, tmp_path):
                                  str(tmp_path), 16, pair=False, text_signature=False)
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == {"serving_default"}
-    x = data.tokenize([data.Example(t, None, 0) for t in TEXTS], tokenizer, 16).padded()
+    x = tokenize([Example(t, None, 0) for t in TEXTS], tokenizer, 16).padded()
     x["input_ids"][x["attention_mask"] == 0] = tokenizer.pad_token_id
     served = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in x.items()})
     np.testing.assert_allclose(served["logits"].numpy(), np.asarray(student(x)), atol=1e-5)

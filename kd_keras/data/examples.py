@@ -1,0 +1,53 @@
+"""What every data source yields: labelled examples, and the one error a bad input file
+raises.  Files are read as UTF-8; errors name the file and line."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Optional, Union
+
+from kd_keras.tasks import TaskSpec
+
+Label = Union[int, float]
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One labelled example.
+
+    Attributes:
+        text_a: first (or only) sentence.
+        text_b: second sentence, or None for single-sentence tasks.
+        label: class index, or a float score for regression.
+    """
+
+    text_a: str
+    text_b: Optional[str]
+    label: Label
+
+
+def read_text(path: str) -> str:
+    """A UTF-8 text file's contents (a leading BOM dropped).
+
+    Raises:
+        DataError: the file is not UTF-8; the message names the file and line.
+    """
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); save "
+                        "the file as UTF-8 and run again.") from None
+
+
+def splits(spec: TaskSpec) -> List[str]:
+    """The task's splits: train, dev, then any extra evaluation splits (MNLI's
+    dev_mismatched)."""
+    return ["train", "dev"] + [name for name, _, _ in spec.extra_dev]
+

@@ -1,0 +1,116 @@
+"""Examples as token ids: tokenized once with the teacher's tokenizer, cached on disk,
+stored ragged, padded per batch."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from kd_keras import files
+from kd_keras.data.examples import Example
+
+FEATURE_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclasses.dataclass
+class Features:
+    """Tokenized examples, stored ragged: one flat array per feature plus row lengths.
+
+    Attributes:
+        flat: feature name -> int32 [total_tokens].
+        lengths: int32 [num_examples], tokens per example.
+        labels: int32 or float32 [num_examples].
+    """
+
+    flat: Dict[str, np.ndarray]
+    lengths: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def row(self, index: int) -> Dict[str, np.ndarray]:
+        """One example's features, each int32 [length]."""
+        end = int(np.sum(self.lengths[: index + 1]))
+        start = end - int(self.lengths[index])
+        return {name: values[start:end] for name, values in self.flat.items()}
+
+    def padded(self) -> Dict[str, np.ndarray]:
+        """All examples padded to the longest, each int32 [num_examples, max_length]."""
+        return pad_batch(self, np.arange(len(self)))[0]
+
+    def offsets(self) -> np.ndarray:
+        """Where each example starts in the flat arrays, int64 [num_examples + 1]."""
+        return np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+
+
+def tokenize(examples: Sequence[Example], tokenizer, max_seq_length: int,
+             cache_dir: Optional[str] = None, cache_key: str = "",
+             regression: bool = False) -> Features:
+    """Tokenizes examples with the teacher's tokenizer, caching the result on disk.
+
+    Args:
+        examples: the examples.
+        tokenizer: a Hugging Face (fast) BERT tokenizer.
+        max_seq_length: longest row after truncation, [CLS] and [SEP]s included.
+        cache_dir: folder for the cache file, or None to skip caching.
+        cache_key: extra text that identifies the source (task, split, file).
+        regression: store labels as float32 instead of int32.
+
+    Returns:
+        The tokenized features.
+    """
+    cache_path = None
+    if cache_dir:
+        digest = hashlib.sha256(json.dumps(
+            [cache_key, max_seq_length, len(tokenizer), tokenizer.__class__.__name__,
+             [dataclasses.astuple(e) for e in examples]]).encode()).hexdigest()[:20]
+        cache_path = os.path.join(cache_dir, f"features_{digest}.npz")
+        if os.path.exists(cache_path):
+            with np.load(cache_path) as stored:
+                return Features({n: stored[n] for n in FEATURE_NAMES},
+                                stored["lengths"], stored["labels"])
+    texts_a = [e.text_a for e in examples]
+    texts_b = [e.text_b or "" for e in examples] if examples[0].text_b is not None else None
+    encoded = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_length,
+                        return_attention_mask=True, return_token_type_ids=True)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]], np.int32)
+    flat = {name: np.concatenate([np.asarray(r, np.int32) for r in encoded[name]])
+            for name in FEATURE_NAMES}
+    labels = np.array([e.label for e in examples],
+                      np.float32 if regression else np.int32)
+    features = Features(flat, lengths, labels)
+    if cache_path:
+        files.save_npz(cache_path, lengths=lengths, labels=labels, **flat)
+    return features
+
+
+def pad_batch(features: Features, rows: np.ndarray, multiple: int = 1,
+              offsets: Optional[np.ndarray] = None) -> Tuple[Dict, np.ndarray]:
+    """Examples ``rows`` as one batch of numpy arrays.
+
+    Args:
+        features: tokenized examples.
+        rows: example indices, int [batch].
+        multiple: pad the length up to a multiple of this (1: to the longest row).
+        offsets: features.offsets(), when the caller pads many batches.
+
+    Returns:
+        (features dict of int32 [batch, seq], labels [batch]).
+    """
+    offsets = features.offsets() if offsets is None else offsets
+    longest = int(features.lengths[rows].max()) if len(rows) else 0
+    width = -(-longest // multiple) * multiple
+    x = {}
+    for name, values in features.flat.items():
+        matrix = np.zeros((len(rows), width), np.int32)
+        for k, row in enumerate(rows):
+            matrix[k, : features.lengths[row]] = values[offsets[row]: offsets[row + 1]]
+        x[name] = matrix
+    return x, features.labels[rows]
+

@@ -1,0 +1,176 @@
+"""The user's own CSV / TSV (header row) and JSONL files: rows by field name, labels read
+from the training file, every bad row named by file and line."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from typing import List, Optional, Sequence, Tuple
+
+from kd_keras.data.examples import DataError, Example, Label, read_text
+from kd_keras.tasks import TaskSpec
+
+OWN_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnRow:
+    """One row of a user's file: its line number, texts and label text ("" if absent)."""
+
+    line: int
+    text_a: str
+    text_b: Optional[str]
+    label: str
+
+
+def _records(path: str, needed: Sequence[str]):
+    """(line number, field -> value, or a DataError for a malformed row) per data row.
+
+    CSV and TSV files need a header row (TSV: no quoting); JSONL has one JSON object a
+    line.  Blank lines are passed over.
+
+    Raises:
+        DataError: the file is missing, of an unknown format, or its header lacks a
+            needed column (the message lists the columns there are).
+    """
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in OWN_FORMATS:
+        raise DataError(f"{path}: unknown file type '{extension}'; use .csv or .tsv (with a "
+                        "header row) or .jsonl (one JSON object a line).")
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: file not found.")
+    text = read_text(path)
+    if extension == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                yield number, DataError(f"not a JSON object ({error.msg}); JSONL needs one "
+                                        "object a line.")
+                continue
+            if not isinstance(record, dict):
+                yield number, DataError("not a JSON object; JSONL needs one object a line.")
+                continue
+            missing = [name for name in needed if name not in record]
+            yield number, (DataError(f"no field {', '.join(map(repr, missing))} (the row has "
+                                     f"{', '.join(map(repr, record)) or 'none'}).")
+                           if missing else record)
+        return
+    delimiter = OWN_FORMATS[extension]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+                        quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    header = [name.strip() for name in next(reader, [])]
+    missing = [name for name in needed if name not in header]
+    if missing:
+        hint = ""
+        if len(header) == 1:
+            for other, name in (("\t", "tab"), (",", "comma"), (";", "semicolon")):
+                if other != delimiter and other in header[0]:
+                    hint = (f" The header looks {name}-separated, but a {extension} file is "
+                            f"read as {'tab' if delimiter == chr(9) else 'comma'}-separated: "
+                            "fix the delimiter or the file name.")
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; the header row "
+                        f"has {', '.join(map(repr, header)) or 'no columns'}.{hint}")
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            yield reader.line_num, DataError(f"expected {len(header)} columns as in the "
+                                             f"header, found {len(row)}.")
+            continue
+        yield reader.line_num, dict(zip(header, row))
+
+
+def read_own_rows(path: str, text_fields: Sequence[str], label_field: Optional[str],
+                  skip_bad_rows: bool = False) -> Tuple[List[OwnRow], int]:
+    """Reads a user's CSV / TSV / JSONL file.
+
+    Args:
+        path: the file; its extension gives the format.
+        text_fields: one or two field names holding the texts.
+        label_field: the label's field, or None (prediction input: no label needed).
+        skip_bad_rows: skip malformed rows (missing fields, empty texts or labels) and
+            count them instead of failing.
+
+    Returns:
+        (rows, number of rows skipped).
+
+    Raises:
+        DataError: as _records, or a row is malformed and skip_bad_rows is off; the
+            message names the file and line.
+    """
+    needed = list(text_fields) + ([label_field] if label_field else [])
+    rows, skipped = [], 0
+    for line, record in _records(path, needed):
+        if not isinstance(record, DataError):
+            texts = ["" if record[f] is None else str(record[f]) for f in text_fields]
+            label = "" if not label_field or record[label_field] is None \
+                else str(record[label_field]).strip()
+            empty = [f for f, t in zip(text_fields, texts) if not t.strip()]
+            if empty:
+                record = DataError(f"empty text in '{empty[0]}'.")
+            elif label_field and not label:
+                record = DataError(f"empty label in '{label_field}'.")
+            else:
+                rows.append(OwnRow(line, texts[0], texts[1] if len(texts) > 1 else None, label))
+                continue
+        if not skip_bad_rows:
+            raise DataError(f"{path}:{line}: {record} Fix the row, or pass --skip_bad_rows to "
+                            "skip malformed rows.")
+        skipped += 1
+    return rows, skipped
+
+
+def own_labels(rows: Sequence[OwnRow]) -> List[str]:
+    """The distinct labels of the training rows, in a stable order: numerically when every
+    label is a number (so "2" comes before "10"), else alphabetically."""
+    found = set(row.label for row in rows)
+
+    def number(text):
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+    if all(number(label) is not None for label in found):
+        return sorted(found, key=lambda label: (number(label), label))
+    return sorted(found)
+
+
+def read_own_examples(spec: TaskSpec, split: str,
+                      skip_bad_rows: bool = False) -> Tuple[List[Example], int]:
+    """A split of the user's own data as examples, labels mapped to the spec's classes.
+
+    Raises:
+        DataError: as read_own_rows; a label that is not a number (regression) or that
+            the training file never has (classification), with file and line.
+    """
+    path = spec.files[0 if split == "train" else 1]
+    rows, skipped = read_own_rows(path, spec.text_fields, spec.label_field, skip_bad_rows)
+    label_index = {label: i for i, label in enumerate(spec.labels or ())}
+    examples = []
+    for row in rows:
+        if spec.is_regression:
+            try:
+                label: Label = float(row.label)
+            except ValueError:
+                problem = f"label '{row.label}' is not a number (--task_type=regression)."
+            else:
+                examples.append(Example(row.text_a, row.text_b, label))
+                continue
+        elif row.label in label_index:
+            examples.append(Example(row.text_a, row.text_b, label_index[row.label]))
+            continue
+        else:
+            problem = (f"label '{row.label}' never appears in the training file "
+                       f"{spec.files[0]} (known labels: {', '.join(spec.labels)}).")
+        if not skip_bad_rows:
+            raise DataError(f"{path}:{row.line}: {problem}")
+        skipped += 1
+    return examples, skipped
+
