@@ -17,7 +17,6 @@ import numpy as np
 
 from kd_keras import backends, files, summaries
 from kd_keras import metrics as glue_metrics
-from kd_keras import terms as terms_lib
 
 STATE_FILE, VARIABLES_FILE = "state.json", "variables.npz"
 
@@ -166,21 +165,19 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class StageController(keras.callbacks.Callback):
-    """Ends stages on their epoch limit or when their cosine loss is small enough.
+    """Ends each stage as it says: on its epoch limit, or earlier on its early_end (an
+    internal stage whose mean train [CLS] cosine loss fell below --cos_threshold).
 
     The stage lives in the Distiller's variables (stage_index, epochs_in_stage,
     stage_start); this callback advances them at an epoch's end, so a backup written then
     resumes in the next stage, and the next epoch's fit runs the next stage's step.
 
     Args:
-        cos_threshold: an internal stage ends early once the mean train [CLS] cosine loss
-            of its active pairs falls below this (0 disables).
         log: prints a line; defaults to print.
     """
 
-    def __init__(self, cos_threshold: float = 0.0, log: Callable[[str], None] = print):
+    def __init__(self, log: Callable[[str], None] = print):
         super().__init__()
-        self.cos_threshold = cos_threshold
         self.log = log
         self.history: List[Dict] = []
         self.announced = None
@@ -199,11 +196,11 @@ class StageController(keras.callbacks.Callback):
         stage = model.stage
         if int(keras.ops.convert_to_numpy(model.epochs_in_stage)) >= stage.max_epochs:
             return f"epoch limit {stage.max_epochs}"
-        cosines = [term.name for term in model.terms if isinstance(term, terms_lib.ClsCosine)]
-        if self.cos_threshold > 0 and cosines:
-            values = [logs[name] for name in cosines if name in logs]
-            if values and float(np.mean(values)) < self.cos_threshold:
-                return f"cosine loss {np.mean(values):.4f} < {self.cos_threshold}"
+        end = stage.early_end
+        if end is not None:
+            values = [logs[name] for name in end.metrics if name in logs]
+            if values and float(np.mean(values)) < end.threshold:
+                return f"{end.description} {np.mean(values):.4f} < {end.threshold}"
         return None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -282,7 +279,7 @@ class DevEvaluator(keras.callbacks.Callback):
         record = {name: float(value) for name, value in values.items()}
         record.update(epoch=epoch + 1, stage=model.active_stage + 1)
         self.history.append(record)
-        if not model.trains_classifier():
+        if not model.stage.trains_classifier:
             return
         main = self.metric_names[0]
         if self.best is None or values[main] > self.best[main]:
@@ -400,7 +397,7 @@ class TensorBoardExtras(keras.callbacks.Callback):
         step = epoch + 1
         self.writer.scalar("stage", self.stage_at_epoch_start + 1, step)
         if ended and model.teacher is not None:
-            stage = model.schedule[self.stage_at_epoch_start]
+            stage = model.stages[self.stage_at_epoch_start]
             self.writer.text("stage_end", f"{stage.name} ended after epoch {step}", step)
             self.writer.image(f"attention/stage_{self.stage_at_epoch_start + 1}",
                               self.attention_picture(), step)

@@ -7,14 +7,14 @@ import json
 import os
 from typing import Optional, Tuple
 
-from kd_keras import files, schedules
+from kd_keras import files, terms
 from kd_keras.tasks import OWN_DATA_TASK, TASK_TYPES, get_task
 
 MODES = ("pipeline", "train_teacher", "distill", "evaluate", "predict", "export")
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+SCHEDULES = ("all", "pid", "sid", "kd", "finetune")  # schedules.build makes their stages
 TINY_TEACHER = "tiny"
-MINILM_TEACHER = "minilm"  # the same name models.MINILM loads
 DEMO_MODEL_DIR = "/tmp/kd_keras_demo"
 
 
@@ -120,10 +120,15 @@ class DistillConfig:
     cache_teacher_logits: bool = option(
         True, "Run the frozen teacher over the training set once and reuse its logits, so "
         "stages that need only them (kd, classifier) run no teacher.")
+    soft_label_weight: float = option(1.0, "Weight of the soft-label term (KD loss = "
+                                      "soft_label_weight * soft + lambda * hard).")
     hard_label_weight: float = option(0.1, "lambda: KD loss = soft + lambda * hard.")
     temperature: float = option(1.0, "Soft-label temperature.")
     attention_weight: float = option(1.0, "Weight of attention KL terms.")
     cosine_weight: float = option(1.0, "Weight of [CLS] cosine terms.")
+    hidden_mse_weight: float = option(1.0, "Weight of hidden-state MSE terms.")
+    attention_mse_weight: float = option(1.0, "Weight of attention MSE terms.")
+    embedding_mse_weight: float = option(1.0, "Weight of the embedding-layer MSE term.")
     internal_losses: Tuple[str, ...] = option(
         ("attention_kl", "cls_cosine"), "Per layer pair loss terms of the internal "
         "stages: attention_kl, cls_cosine (the paper's), hidden_mse (every token, "
@@ -235,9 +240,9 @@ def validate(config: RunConfig) -> RunConfig:
         _validate_own_data(config.data)
     else:
         get_task(config.data.task)
-    if config.distill.schedule not in schedules.SCHEDULES:
+    if config.distill.schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule '{config.distill.schedule}'. Choose one of: "
-                         f"{', '.join(schedules.SCHEDULES)}.")
+                         f"{', '.join(SCHEDULES)}.")
     if config.train.distribution_strategy not in STRATEGIES:
         raise ValueError(f"Unknown distribution strategy '{config.train.distribution_strategy}'."
                          f" Choose one of: {', '.join(STRATEGIES)}.")
@@ -261,13 +266,14 @@ def validate(config: RunConfig) -> RunConfig:
         raise ValueError("--speed_seconds must be 0 or more.")
     if not 0.0 <= config.train.warmup_proportion < 1.0:
         raise ValueError("--warmup_proportion must be in [0, 1).")
-    from kd_keras import terms
-
-    known_terms = list(terms.LAYER_TERMS) + [terms.EMBEDDING_TERM]
-    unknown = [name for name in config.distill.internal_losses if name not in known_terms]
+    unknown = [name for name in config.distill.internal_losses
+               if name not in terms.INTERNAL_TERMS]
     if unknown or not config.distill.internal_losses:
         raise ValueError(f"--internal_losses: unknown term '{(unknown or [''])[0]}'; choose "
-                         f"from {', '.join(known_terms)}.")
+                         f"from {', '.join(terms.INTERNAL_TERMS)}.")
+    for kind in terms.REGISTRY.values():
+        if getattr(config.distill, kind.weight_flag) < 0:
+            raise ValueError(f"--{kind.weight_flag} must be 0 or more.")
     if config.model.student_init not in ("teacher", "random"):
         raise ValueError("--student_init must be 'teacher' or 'random'.")
     if not config.train.model_dir:

@@ -46,8 +46,8 @@ def batch_mean(per_example, weights=None, replicas: int = 1):
     return ops.sum(per_example * weights) / (ops.maximum(ops.sum(weights), 1e-12) * replicas)
 
 
-def soft_label_ce(teacher_logits, student_logits,
-                  temperature: float = 1.0, reduction: str = "mean"):
+def soft_label_ce(teacher_logits, student_logits, temperature: float,
+                  reduction: str = "mean"):
     """Cross-entropy of the student's predictions against the teacher's probabilities.
 
     With a temperature T != 1 both logits are divided by T and the loss is multiplied by

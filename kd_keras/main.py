@@ -20,18 +20,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 from absl import app, flags  # noqa: E402
 
 from kd_keras import config as config_lib  # noqa: E402
-from kd_keras.flags import define_flags  # noqa: E402
+from kd_keras import flags as kd_flags  # noqa: E402
+from kd_keras.hub import MINILM  # noqa: E402
 from kd_keras.tasks import OWN_DATA_TASK  # noqa: E402
 
-define_flags()
+kd_flags.define_flags()
 FLAGS = flags.FLAGS
 
 
-# The tiny teacher starts from random weights: it needs larger steps and more epochs
-# than the pretrained-BERT defaults.  These apply with --teacher=tiny unless the flag is
-# given on the command line.
-TINY_TEACHER_DEFAULTS = {"teacher_learning_rate": 1e-3, "learning_rate": 5e-4,
-                         "teacher_epochs": 8, "epochs": 3}
 
 
 def _task() -> str:
@@ -48,15 +44,16 @@ def _teacher() -> str:
     """--teacher, defaulting to the tiny teacher for the synthetic task, MiniLM otherwise."""
     if FLAGS.teacher:
         return FLAGS.teacher
-    return config_lib.TINY_TEACHER if _task() == "synthetic" else config_lib.MINILM_TEACHER
+    return config_lib.TINY_TEACHER if _task() == "synthetic" else MINILM
 
 
-def _flag(name: str):
-    """A flag's value, with the tiny-teacher default where it applies."""
-    if (_teacher() == config_lib.TINY_TEACHER and name in TINY_TEACHER_DEFAULTS
-            and not FLAGS[name].present):
-        return TINY_TEACHER_DEFAULTS[name]
-    return FLAGS[name].value
+def _preset() -> dict:
+    """The tiny-teacher preset's values of the flags not given, with --teacher=tiny."""
+    if _teacher() != config_lib.TINY_TEACHER:
+        return {}
+    return {name: FLAGS[name].parser.parse(value)
+            for name, value in kd_flags.read_preset(kd_flags.TINY_TEACHER_PRESET).items()
+            if not FLAGS[name].present}
 
 
 def _layer_map():
@@ -72,9 +69,10 @@ def _layer_map():
 def config_from_flags() -> config_lib.RunConfig:
     """Builds and validates the run configuration from the parsed flags."""
     sections = {name: {} for name in config_lib.SECTIONS}
+    preset = _preset()
     for section, field in config_lib.flag_fields():
         if section is not None:
-            value = _flag(field.name)
+            value = preset.get(field.name, FLAGS[field.name].value)
             sections[section][field.name] = tuple(value) if isinstance(value, list) else value
     sections["data"].update(
         task=_task(), data_dir=FLAGS.data_dir or os.environ.get("GLUE_DIR") or None,
@@ -112,6 +110,11 @@ def main(argv) -> None:
         config = config_from_flags()
     except user_errors as error:
         _fail(error)
+    written = kd_flags.read_preset(kd_flags.TINY_TEACHER_PRESET)
+    applied = [f"--{name}={written[name]}" for name in _preset()]
+    if applied:
+        print(f"--teacher=tiny presets {' '.join(applied)} (kd_keras/presets/"
+              "tiny_teacher.cfg; a flag you give wins).")
     model_dir = config.train.model_dir
     model_dir_existed = os.path.exists(model_dir)
     try:

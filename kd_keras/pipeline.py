@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from kd_keras import backends, callbacks, distiller, distribute, files, models, predictions
-from kd_keras import run_identity, schedules, tasks, tokenization
+from kd_keras import optimization, run_identity, schedules, tasks, tokenization
 from kd_keras import config as config_lib
 from kd_keras import metrics as glue_metrics
 from kd_keras.config import TINY_TEACHER, RunConfig
@@ -192,10 +192,10 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
     go with the training batches when the teacher's logits were computed beforehand.
     """
     cfg = config.data
-    epochs = schedules.max_epochs(model.schedule)
+    epochs = model.schedule.max_epochs
     steps_per_epoch = batching.batches_per_epoch(task.train.lengths, cfg.batch_size)
     with strategy.scope():
-        model.compile(optimizer=distiller.make_optimizer(
+        model.compile(optimizer=optimization.make_optimizer(
             learning_rate, epochs * steps_per_epoch, config.train.warmup_proportion,
             config.train.weight_decay,
             model.stage_start if config.distill.stage_warmup else None),
@@ -211,7 +211,7 @@ def _fit(config: RunConfig, model: distiller.Distiller, task: TaskData, learning
     if (epoch, batch) != (0, 0):
         print(f"Resuming {run_name} from its backup at epoch {epoch + 1}, batch {batch + 1}.")
     dev_ds = backends.make_dataset(task.dev, cfg.eval_batch_size, training=False)
-    controller = callbacks.StageController(config.distill.cos_threshold)
+    controller = callbacks.StageController()
     nan_guard = callbacks.StopOnNaN()
     tensorboard = callbacks.TensorBoard(_path(config, "logs", run_name))
     # Order matters: the epoch-end backup comes after the callbacks that update the stage
@@ -267,9 +267,8 @@ def train_teacher(config: RunConfig, task: TaskData, strategy) -> EncoderClassif
     """Fine-tunes the teacher on the task and saves it to model_dir/teacher."""
     with strategy.scope():
         teacher = load_teacher(config, task)
-        stages = schedules.build_schedule("finetune", 1, config.train.teacher_epochs, 1)
-        model = distiller.for_schedule(teacher, None, [], stages,
-                                       regression=task.spec.is_regression)
+        model = distiller.Distiller(teacher, None, schedules.finetune(
+            config.train.teacher_epochs, task.spec.is_regression))
     print(f"Fine-tuning the teacher ({teacher.num_layers} layers, "
           f"{models.count_params(teacher):,} parameters) for {config.train.teacher_epochs} "
           "epochs.")
@@ -324,15 +323,9 @@ def distill(config: RunConfig, task: TaskData, teacher: EncoderClassifier,
     d = config.distill
     with strategy.scope():
         student, mapping = build_student(config, teacher, task.tokenizer)
-        stages = schedules.build_schedule(d.schedule, len(mapping), d.epochs,
-                                          d.epochs_per_stage, d.kd_every_stage)
-        model = distiller.for_schedule(
-            student, None if d.schedule == "finetune" else teacher, mapping, stages,
-            internal=d.internal_losses,
-            internal_weights={"attention_kl": d.attention_weight,
-                              "cls_cosine": d.cosine_weight},
-            hard_label_weight=d.hard_label_weight, temperature=d.temperature,
-            regression=task.spec.is_regression, freeze_lower_layers=d.freeze_lower_layers)
+        schedule = schedules.build(d, mapping, task.spec.is_regression)
+        model = distiller.Distiller(student, None if d.schedule == "finetune" else teacher,
+                                    schedule)
     print(f"Distilling {teacher.num_layers} -> {student.num_layers} layers with schedule "
           f"'{d.schedule}', layer pairs (student, teacher): {mapping}.")
     student_dir = _path(config, "student")
@@ -346,8 +339,9 @@ def distill(config: RunConfig, task: TaskData, teacher: EncoderClassifier,
                                        config.train.early_stopping_patience)
     example = {k: v[None] for k, v in task.dev.row(0).items()}
     hparams = {"schedule": d.schedule, "lambda": d.hard_label_weight, "temperature":
-               d.temperature, "teacher_layers": teacher.num_layers, "student_layers":
-               student.num_layers, "kd_every_stage": d.kd_every_stage,
+               d.temperature, "internal_losses": ",".join(d.internal_losses),
+               "teacher_layers": teacher.num_layers, "student_layers": student.num_layers,
+               "kd_every_stage": d.kd_every_stage,
                "learning_rate": config.train.learning_rate, "seed": config.train.seed}
     extras = [evaluator]
     if d.schedule != "finetune":
@@ -449,10 +443,9 @@ def attention_kl_per_layer(teacher, student, mapping, task: TaskData,
     """Dev attention KL of every matched pair (None when head counts differ)."""
     if teacher.num_heads != student.num_heads:
         return None
-    stages = schedules.build_schedule("all", len(mapping), 1, 1)
-    probe = distiller.for_schedule(student, teacher, mapping, stages,
-                                   internal=["attention_kl"],
-                                   regression=task.spec.is_regression)
+    method = config_lib.DistillConfig(schedule="all", internal_losses=("attention_kl",))
+    probe = distiller.Distiller(student, teacher, schedules.build(
+        method, mapping, task.spec.is_regression))
     probe.compile()
     values = probe.evaluate(backends.make_dataset(task.dev, batch_size, training=False),
                             return_dict=True, verbose=0)

@@ -3,10 +3,11 @@ models, and computes one loss per example (keras.ops, any backend).
 
 The paper's terms are the default: soft + lambda * hard labels, attention KL and the
 squared [CLS] cosine per matched layer pair.  Hidden-state MSE, attention MSE and the
-embedding-layer MSE make the TinyBERT / TextBrewer recipes a flag away.  A stage lists
-the terms it turns on, and ``requirements`` tells the forward pass how little it may
-compute: the layers up to the deepest pair, the heads only when logits are read, and
-the deepest layer at [CLS] alone when no term reads its other positions.
+embedding-layer MSE make the TinyBERT / TextBrewer recipes a flag away.  ``REGISTRY``
+names every term with its weight's flag; a stage (schedules.Stage) lists the terms it
+turns on, and ``requirements`` tells the forward pass how little it may compute: the
+layers up to the deepest pair, the heads only when logits are read, and the deepest
+layer at [CLS] alone when no term reads its other positions.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class SoftLabel(Term):
 
     name: str = "soft"
     needs: frozenset = frozenset({LOGITS})
-    temperature: float = 1.0
+    temperature: float = dataclasses.field(kw_only=True)  # the run's --temperature
     regression: bool = False
 
     def __call__(self, teacher, student, batch, projection=None):
@@ -141,46 +142,78 @@ class HiddenMSE(Term):
                                  batch["attention_mask"], reduction="none")
 
 
-# --internal_losses names -> (term class, metric name prefix)
-LAYER_TERMS = {"attention_kl": (AttentionKL, "att_kl"), "cls_cosine": (ClsCosine, "cos"),
-               "hidden_mse": (HiddenMSE, "hid_mse"), "attention_mse": (AttentionMSE, "att_mse")}
-DEFAULT_LAYER_TERMS = ("attention_kl", "cls_cosine")
-EMBEDDING_TERM = "embedding_mse"
+@dataclasses.dataclass(frozen=True)
+class TermKind:
+    """A loss term a run turns on by name.
+
+    Attributes:
+        term: the Term subclass.
+        prefix: its metric name, or for a layer-pair term the name's start
+            (``att_kl`` -> ``att_kl_s1_t2``).
+        weight_flag: the config field (and command-line flag) holding its weight.
+        reads: "labels" (the classifier's outputs), "pair" (one matched layer pair) or
+            "embeddings" (the embedding layers of both models).
+    """
+
+    term: type
+    prefix: str
+    weight_flag: str
+    reads: str
 
 
-def layer_terms(names: Sequence[str], pair: Tuple[int, int],
-                weights: Optional[Dict[str, float]] = None) -> list:
-    """The terms of one matched layer pair.
+# Every term a run can turn on: the one table to extend with a new term.
+REGISTRY = {
+    "soft": TermKind(SoftLabel, "soft", "soft_label_weight", "labels"),
+    "hard": TermKind(HardLabel, "hard", "hard_label_weight", "labels"),
+    "attention_kl": TermKind(AttentionKL, "att_kl", "attention_weight", "pair"),
+    "cls_cosine": TermKind(ClsCosine, "cos", "cosine_weight", "pair"),
+    "hidden_mse": TermKind(HiddenMSE, "hid_mse", "hidden_mse_weight", "pair"),
+    "attention_mse": TermKind(AttentionMSE, "att_mse", "attention_mse_weight", "pair"),
+    "embedding_mse": TermKind(HiddenMSE, "emb_mse", "embedding_mse_weight", "embeddings"),
+}
+# The names --internal_losses takes: every term that reads layers rather than labels.
+INTERNAL_TERMS = tuple(name for name, kind in REGISTRY.items() if kind.reads != "labels")
+
+
+def make(name: str, weight: float, pair: Optional[Tuple[int, int]] = None,
+         **options) -> Term:
+    """A registered term.
 
     Args:
-        names: keys of LAYER_TERMS, e.g. ("attention_kl", "cls_cosine").
-        pair: (student layer, teacher layer), 1-based.
-        weights: name -> weight (1.0 when absent).
+        name: a REGISTRY key.
+        weight: its factor in the total loss.
+        pair: (student layer, teacher layer), 1-based, for layer-pair terms.
+        **options: the term's own settings (temperature, regression).
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones), or a layer-pair
+            term without its pair.
+    """
+    kind = kind_of(name)
+    if kind.reads == "pair" and pair is None:
+        raise ValueError(f"The {name} term needs a layer pair.")
+    if kind.reads == "embeddings":
+        pair = (0, 0)
+    return kind.term(name=term_name(name, pair), weight=weight,
+                     pair=None if kind.reads == "labels" else tuple(pair), **options)
+
+
+def kind_of(name: str) -> TermKind:
+    """The registered term of this name.
 
     Raises:
         ValueError: an unknown name; the message lists the known ones.
     """
-    terms = []
-    for name in names:
-        if name not in LAYER_TERMS:
-            raise ValueError(f"Unknown internal loss '{name}'. Choose from: "
-                             f"{', '.join(list(LAYER_TERMS) + [EMBEDDING_TERM])}.")
-        kind, prefix = LAYER_TERMS[name]
-        terms.append(kind(name=f"{prefix}_s{pair[0]}_t{pair[1]}",
-                          weight=(weights or {}).get(name, 1.0), pair=tuple(pair)))
-    return terms
+    if name not in REGISTRY:
+        raise ValueError(f"Unknown loss term '{name}'. Choose from: {', '.join(REGISTRY)}.")
+    return REGISTRY[name]
 
 
-def embedding_term(weight: float = 1.0) -> HiddenMSE:
-    """The embedding-layer MSE (TinyBERT): layer 0 of both models."""
-    return HiddenMSE(name="emb_mse", weight=weight, pair=(0, 0))
-
-
-def kd_terms(hard_label_weight: float, temperature: float = 1.0, weight: float = 1.0,
-             regression: bool = False) -> list:
-    """Standard KD: soft labels + lambda * hard labels, both scaled by ``weight``."""
-    return [SoftLabel(weight=weight, temperature=temperature, regression=regression),
-            HardLabel(weight=weight * hard_label_weight, regression=regression)]
+def term_name(name: str, pair: Optional[Tuple[int, int]] = None) -> str:
+    """The metric name of a registered term: its prefix, with the layer pair for
+    layer-pair terms (``att_kl_s1_t2``)."""
+    kind = kind_of(name)
+    return f"{kind.prefix}_s{pair[0]}_t{pair[1]}" if kind.reads == "pair" else kind.prefix
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kd_keras import distiller, losses  # noqa: E402
+from kd_keras import distiller, losses, optimization  # noqa: E402
 from kd_keras.data import batching  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +73,7 @@ def stage_step(model: distiller.Distiller, index: int, x, y, teacher_logits=None
 
 def naive_step(teacher, student, mapping, x, y):
     """The straightforward loop: both models' full forward with every output, all terms."""
-    optimizer = distiller.make_optimizer(1e-5, 10_000, 0.0, 0.01)
+    optimizer = optimization.make_optimizer(1e-5, 10_000, 0.0, 0.01)
     variables = student.trainable_variables
     optimizer.build(variables)
 

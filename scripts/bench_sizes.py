@@ -60,12 +60,12 @@ def build_pair(size: dict):
 
 def distiller_for(teacher, student, pairs, schedule: str, jit_compile: bool):
     """A compiled Distiller of one schedule with the pipeline's optimizer."""
-    from kd_keras import distiller, schedules
+    from kd_keras import config, distiller, optimization, schedules
 
-    stages = schedules.build_schedule(schedule, len(pairs), 1, 1)
-    model = distiller.for_schedule(student, None if schedule == "finetune" else teacher,
-                                   pairs, stages)
-    model.compile(optimizer=distiller.make_optimizer(1e-5, 10_000, 0.0, 0.01),
+    method = config.DistillConfig(schedule=schedule, epochs=1, epochs_per_stage=1)
+    model = distiller.Distiller(student, None if schedule == "finetune" else teacher,
+                                schedules.build(method, pairs))
+    model.compile(optimizer=optimization.make_optimizer(1e-5, 10_000, 0.0, 0.01),
                   jit_compile=jit_compile)
     model.build_optimizer()
     return model

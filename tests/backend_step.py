@@ -21,7 +21,7 @@ import numpy as np
 
 import keras  # noqa: E402
 
-from kd_keras import distiller, encoders, schedules  # noqa: E402
+from kd_keras import config, distiller, encoders, optimization, schedules  # noqa: E402
 from kd_keras.encoders import EncoderConfig  # noqa: E402
 
 # A wide initializer, so attention is far from uniform and the terms far from 0.
@@ -63,14 +63,14 @@ def models(weights_path):
 def one_step(name, schedule, stage, freeze, stage_warmup, weights_path, x, y, found,
              sample_weight=None):
     teacher, student = models(weights_path)
-    stages = schedules.build_schedule(schedule, len(MAPPING), 1, 1)
-    model = distiller.for_schedule(student, teacher, MAPPING, stages,
-                                   freeze_lower_layers=freeze)
+    method = config.DistillConfig(schedule=schedule, epochs=1, epochs_per_stage=1,
+                                  freeze_lower_layers=freeze)
+    model = distiller.Distiller(student, teacher, schedules.build(method, MAPPING))
     rng = np.random.RandomState(7)
     for _, projection in sorted(model.projections.items()):  # the same start on both
         projection.kernel.assign(rng.normal(0, 0.2, projection.kernel.shape).astype(np.float32))
         projection.bias.assign(np.zeros(projection.bias.shape, np.float32))
-    model.compile(optimizer=distiller.make_optimizer(
+    model.compile(optimizer=optimization.make_optimizer(
         1e-3, 100, 0.1 if stage_warmup else 0.0, 0.01,
         model.stage_start if stage_warmup else None))
     model.build_optimizer()

@@ -17,7 +17,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kd_keras import backends, distiller, encoders, schedules  # noqa: E402
+from kd_keras import backends, config, distiller, encoders, optimization, schedules  # noqa: E402
 from kd_keras.encoders import EncoderConfig  # noqa: E402
 
 TEACHER = EncoderConfig("bert", 97, 48, 4, 3, 60, max_positions=64)  # dropout 0.1
@@ -28,9 +28,9 @@ def two_steps(x, y, weights):
     teacher = encoders.build(TEACHER)
     student = encoders.build(TEACHER.replace(num_layers=2, hidden_size=36, num_heads=3,
                                              intermediate_size=40))
-    stage = schedules.build_schedule("all", 2, 1, 1)[0]
-    model = distiller.Distiller(student, teacher, [distiller.stage_terms(stage, [(1, 2), (2, 4)])])
-    model.compile(optimizer=distiller.make_optimizer(1e-3, 10, 0.0, 0.01))
+    model = distiller.Distiller(student, teacher, schedules.build(
+        config.DistillConfig(schedule="all", epochs=1, epochs_per_stage=1), [(1, 2), (2, 4)]))
+    model.compile(optimizer=optimization.make_optimizer(1e-3, 10, 0.0, 0.01))
     model.build_optimizer()
     before = [np.asarray(v).copy() for v in model.trainable_student_variables]
     for _ in range(2):

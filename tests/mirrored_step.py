@@ -14,7 +14,7 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 
-from kd_keras import distiller, encoders, schedules  # noqa: E402
+from kd_keras import config, distiller, encoders, schedules  # noqa: E402
 from kd_keras.encoders import EncoderConfig  # noqa: E402
 
 TEACHER = EncoderConfig("bert", 97, 48, 4, 3, 60, max_positions=64, hidden_dropout=0.0,
@@ -28,8 +28,8 @@ def one_step(strategy, x, y):
         student = encoders.build(TEACHER.replace(num_layers=2, hidden_size=36, num_heads=3,
                                                  intermediate_size=40))
         mapping = [(1, 2), (2, 4)]
-        stage = schedules.build_schedule("all", 2, 1, 1)[0]
-        model = distiller.Distiller(student, teacher, [distiller.stage_terms(stage, mapping)])
+        model = distiller.Distiller(student, teacher, schedules.build(
+            config.DistillConfig(schedule="all", epochs=1, epochs_per_stage=1), mapping))
         model.compile(optimizer=keras.optimizers.SGD(0.5))
         model.build_optimizer()
     before = [v.numpy().copy() for v in model.trainable_student_variables]

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from kd_keras import distiller, schedules
+from kd_keras import config, distiller, schedules
 from conftest import make_batch, tiny_teacher
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,17 +72,18 @@ def test_step_variables_are_the_ones_tensorflow_finds_a_gradient_for(schedule, f
     teacher = tiny_teacher(num_layers=4, dropout=0.0)
     student = tiny_teacher(num_layers=2, dropout=0.0, hidden_size=36, seed=2)
     mapping = [(1, 2), (2, 4)]
-    stages = schedules.build_schedule(schedule, len(mapping), 1, 1)
-    model = distiller.for_schedule(student, None if schedule == "finetune" else teacher,
-                                   mapping, stages, internal=internal,
-                                   freeze_lower_layers=freeze)
+    method = config.DistillConfig(schedule=schedule, epochs=1, epochs_per_stage=1,
+                                  internal_losses=internal, freeze_lower_layers=freeze)
+    model = distiller.Distiller(student, None if schedule == "finetune" else teacher,
+                                schedules.build(method, mapping))
     x, y = make_batch()
-    for active in model.stages:
+    for stage in model.stages:
+        active = stage.terms
         teacher_outputs = model.teacher_outputs(x, active)
-        variables = model.stage_variables(active)
+        variables = model.stage_variables(stage)
         with tf.GradientTape() as tape:
             total, _, _ = model.compute_terms(x, y, active, teacher_outputs, training=True)
             loss = tf.reduce_sum(total)
         gradients = tape.gradient(loss, variables)
         with_gradient = [v.path for v, g in zip(variables, gradients) if g is not None]
-        assert with_gradient == [v.path for v in model.step_variables(active)]
+        assert with_gradient == [v.path for v in model.step_variables(stage)]

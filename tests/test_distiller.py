@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import make_batch, tiny_teacher
-from kd_keras import backends, callbacks, distiller, encoders, losses, models, schedules, terms
+from kd_keras import (backends, callbacks, config, distiller, encoders, losses, models,
+                      optimization, schedules, terms)
 from kd_keras.data.batching import batches_per_epoch
 from kd_keras.encoders import EncoderConfig
 
@@ -36,19 +37,24 @@ def batch(seed=0):
     return x, rng.randint(0, 2, size=6).astype(np.int32)
 
 
-def sid_stages():
-    return [distiller.stage_terms(stage, MAPPING)
-            for stage in schedules.build_schedule("sid", 2, 1, 1)]
+def method(schedule, epochs=1, **fields):
+    """The method of a schedule with one epoch a stage."""
+    return config.DistillConfig(schedule=schedule, epochs=epochs, epochs_per_stage=epochs,
+                                **fields)
+
+
+def sid_schedule():
+    return schedules.build(method("sid"), MAPPING)
 
 
 @pytest.mark.parametrize("student_hidden", [48, 36])
 def test_terms_equal_direct_computation_on_full_forward_passes(student_hidden):
     teacher, student = pair_of_models(student_hidden)
-    model = distiller.Distiller(student, teacher, sid_stages())
+    model = distiller.Distiller(student, teacher, sid_schedule())
     x, y = batch()
     t, s = teacher.forward(x), student.forward(x)  # everything, no shortcut
     project = model.projections.get
-    stage_2 = model.stages[1]
+    stage_2 = model.stages[1].terms
     total, values, logits = model.compute_terms(x, y, stage_2,
                                                 model.teacher_outputs(x, stage_2), False)
     assert logits is None  # internal stage: no head
@@ -67,18 +73,18 @@ def test_terms_equal_direct_computation_on_full_forward_passes(student_hidden):
     np.testing.assert_allclose(np.asarray(total), sum(np.asarray(v) for v in expected.values()),
                                atol=1e-5)
     # The classifier stage with the teacher's logits given (cached): no teacher pass.
-    last = model.stages[-1]
+    last = model.stages[-1].terms
     given = model.teacher_outputs(x, last, np.asarray(t.logits))
     assert given.hidden_states == []
     total, values, _ = model.compute_terms(x, y, last, given, False)
-    soft = losses.soft_label_ce(t.logits, s.logits, reduction="none")
+    soft = losses.soft_label_ce(t.logits, s.logits, 1.0, reduction="none")
     hard = losses.hard_label_ce(y, s.logits, reduction="none")
     np.testing.assert_allclose(np.asarray(total), np.asarray(soft + 0.1 * hard), atol=1e-5)
 
 
 def test_fit_trains_only_the_stage_and_never_the_teacher():
     teacher, student = pair_of_models()
-    model = distiller.Distiller(student, teacher, sid_stages())
+    model = distiller.Distiller(student, teacher, sid_schedule())
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     model.build_optimizer()
     teacher_before = [w.numpy().copy() for w in teacher.weights]
@@ -98,14 +104,14 @@ def test_fit_trains_only_the_stage_and_never_the_teacher():
 
 
 def test_stage_terms_follow_the_schedule():
-    stages = schedules.build_schedule("pid", 2, 1, 1)
-    names = [[t.name for t in distiller.stage_terms(stage, MAPPING)] for stage in stages]
+    stages = schedules.build(method("pid"), MAPPING).stages
+    names = [[t.name for t in stage.terms] for stage in stages]
     assert names == [["att_kl_s1_t2", "cos_s1_t2"], ["att_kl_s2_t4", "cos_s2_t4"],
                      ["soft", "hard"]]
-    finetune = schedules.build_schedule("finetune", 2, 1, 1)[0]
-    assert [type(t) for t in distiller.stage_terms(finetune, MAPPING)] == [terms.HardLabel]
-    tinybert = distiller.stage_terms(schedules.build_schedule("all", 2, 1, 1)[0], MAPPING,
-                                        internal=["hidden_mse", "attention_mse"])
+    finetune = schedules.build(method("finetune"), MAPPING).stages[0]
+    assert [type(t) for t in finetune.terms] == [terms.HardLabel]
+    tinybert = schedules.build(method("all", internal_losses=("hidden_mse", "attention_mse")),
+                               MAPPING).stages[0].terms
     assert [t.name for t in tinybert] == ["soft", "hard", "hid_mse_s1_t2", "att_mse_s1_t2",
                                           "hid_mse_s2_t4", "att_mse_s2_t4"]
 
@@ -114,7 +120,8 @@ def distiller_with_dropout(seed):
     keras.utils.set_random_seed(seed)
     teacher = encoders.build(TEACHER)
     student = encoders.derive_student(teacher, 2, MAPPING)  # hidden dropout 0.1 stays on
-    model = distiller.Distiller(student, teacher, sid_stages()[-1:])
+    model = distiller.Distiller(student, teacher, schedules.from_terms(
+        [sid_schedule().stages[-1].terms]))
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
     model.build_optimizer()
     return model
@@ -172,9 +179,8 @@ def test_freeze_lower_layers_trains_one_layer_at_a_time():
     changed = {}
     for freeze in (False, True):
         teacher, student = pair_of_models()
-        stages = [distiller.stage_terms(stage, MAPPING)
-                  for stage in schedules.build_schedule("pid", 2, 1, 1)]
-        model = distiller.Distiller(student, teacher, stages, freeze_lower_layers=freeze)
+        pid = schedules.build(method("pid", freeze_lower_layers=freeze), MAPPING)
+        model = distiller.Distiller(student, teacher, pid)
         model.compile(optimizer=keras.optimizers.SGD(0.1))
         model.build_optimizer()
         model.set_stage(1)  # pid stage 2: layer pair (2, 4)
@@ -191,19 +197,19 @@ def test_stage_warmup_restarts_at_each_stage_and_otherwise_is_todays_schedule():
     def today(step):  # linear warm-up over 10 steps to 1e-3, then linear decay to 0 at 100
         return 1e-3 * (step / 10 if step < 10 else max(100 - step, 0) / 90)
 
-    plain = distiller.StageWarmup(1e-3, total_steps=100, warmup_steps=10)
+    plain = optimization.StageWarmup(1e-3, total_steps=100, warmup_steps=10)
     for step in (0, 5, 10, 11, 60, 100, 120):
         assert float(plain(step)) == pytest.approx(float(today(step)), abs=1e-9), step
     start = keras.Variable(50, dtype="int64")
-    restarting = distiller.StageWarmup(1e-3, total_steps=100, warmup_steps=10,
+    restarting = optimization.StageWarmup(1e-3, total_steps=100, warmup_steps=10,
                                           stage_start=start)
     assert float(restarting(50)) == 0.0
     assert float(restarting(55)) == pytest.approx(0.5 * float(today(55)))
     assert float(restarting(60)) == pytest.approx(float(today(60)))
     # The Distiller records where each stage starts.
     teacher, student = pair_of_models()
-    model = distiller.Distiller(student, teacher, sid_stages())
-    model.compile(optimizer=keras.optimizers.SGD(distiller.StageWarmup(
+    model = distiller.Distiller(student, teacher, sid_schedule())
+    model.compile(optimizer=keras.optimizers.SGD(optimization.StageWarmup(
         0.1, 100, 10, stage_start=None)))
     model.build_optimizer()
     x, y = batch()
@@ -221,10 +227,10 @@ def make_distiller(teacher, schedule="sid", student_layers=2, epochs=1, student_
     """A Distiller of a schedule over a student cut from ``teacher``, compiled with Adam."""
     mapping = models.layer_mapping(teacher.num_layers, student_layers)
     student = models.derive_student(teacher, student_layers, mapping, **(student_kwargs or {}))
-    stages = schedules.build_schedule(schedule, len(mapping), epochs, epochs,
-                                      options.pop("kd_every_stage", False))
-    model = distiller.for_schedule(student, None if schedule == "finetune" else teacher,
-                                   mapping, stages, **options)
+    regression = options.pop("regression", False)
+    model = distiller.Distiller(student, None if schedule == "finetune" else teacher,
+                                schedules.build(method(schedule, epochs, **options), mapping,
+                                                regression))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.build_optimizer()
     return model
@@ -265,14 +271,14 @@ def test_staged_compute_equals_full_forward(teacher, schedule):
     model = make_distiller(teacher, schedule, kd_every_stage=(schedule == "pid"))
     x, y = make_batch()
     t, s = teacher.forward(x), model.student.forward(x)  # everything, no shortcut
-    for stage, active in zip(model.schedule, model.stages):
-        _, values, _ = terms_of(model, x, y, active)
+    for stage in model.stages:
+        _, values, _ = terms_of(model, x, y, stage.terms)
         expected = {}
-        if stage.kd:
-            expected["soft"] = losses.soft_label_ce(t.logits, s.logits, reduction="none")
+        if stage.trains_classifier:
+            expected["soft"] = losses.soft_label_ce(t.logits, s.logits, 1.0, reduction="none")
             expected["hard"] = losses.hard_label_ce(y, s.logits, reduction="none")
-        for p in stage.pairs:
-            si, ti = model.mapping[p]
+        pairs = {term.pair for term in stage.terms if term.pair}
+        for si, ti in sorted(pairs):
             expected[f"att_kl_s{si}_t{ti}"] = losses.attention_kl(
                 t.attentions[ti - 1], s.attentions[si - 1], x["attention_mask"], "none")
             expected[f"cos_s{si}_t{ti}"] = losses.cls_cosine_loss(
@@ -320,8 +326,8 @@ def test_training_with_the_logit_cache_equals_training_without(teacher, syntheti
 
 
 def test_total_loss_is_the_weighted_sum(teacher):
-    model = make_distiller(teacher, "all", hard_label_weight=0.3,
-                           internal_weights={"attention_kl": 2.0, "cls_cosine": 0.5})
+    model = make_distiller(teacher, "all", hard_label_weight=0.3, attention_weight=2.0,
+                           cosine_weight=0.5)
     x, y = make_batch()
     total, values, _ = terms_of(model, x, y, model.terms)
     expected = np.asarray(values["soft"]) + 0.3 * np.asarray(values["hard"])
@@ -344,9 +350,8 @@ def test_projection_for_a_narrower_student_is_trained(teacher):
 
 def test_head_count_mismatch_is_a_clear_error(teacher):
     student = tiny_teacher(num_layers=2, seed=2, hidden_size=40, num_heads=4)
-    stages = schedules.build_schedule("sid", 2, 1, 1)
     with pytest.raises(models.ModelError, match="equal head counts"):
-        distiller.for_schedule(student, teacher, [(1, 2), (2, 4)], stages)
+        distiller.Distiller(student, teacher, sid_schedule())
 
 
 def test_fit_schedule_walks_sid_stages_and_reports_active_terms(teacher, synthetic_features):
@@ -362,8 +367,8 @@ def test_fit_schedule_walks_sid_stages_and_reports_active_terms(teacher, synthet
 
 
 def test_cos_threshold_ends_internal_stages_early(teacher, synthetic_features):
-    model = make_distiller(teacher, "pid", epochs=3)
-    controller = callbacks.StageController(cos_threshold=10.0, log=lambda line: None)
+    model = make_distiller(teacher, "pid", epochs=3, cos_threshold=10.0)
+    controller = callbacks.StageController(log=lambda line: None)
     steps = batches_per_epoch(synthetic_features.lengths, 32)
     model.fit_schedule(lambda epoch, batch: backends.make_dataset(
         synthetic_features, 32, True, seed=0, epochs=epoch + 1, start_epoch=epoch), steps,
@@ -374,22 +379,21 @@ def test_cos_threshold_ends_internal_stages_early(teacher, synthetic_features):
 
 def test_finetune_runs_without_teacher(synthetic_features):
     student = tiny_teacher(num_layers=2, seed=3)
-    stages = schedules.build_schedule("finetune", 0, 1, 1)
-    model = distiller.for_schedule(student, None, [], stages)
+    model = distiller.Distiller(student, None, schedules.build(method("finetune"), []))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.build_optimizer()
     logs = model.fit(backends.make_dataset(synthetic_features, 32, True), epochs=1,
                      verbose=0).history
     assert set(logs) == {"loss", "hard", "accuracy", "stage"}
     with pytest.raises(ValueError, match="Only the finetune schedule"):
-        distiller.for_schedule(student, None, [(1, 1)], schedules.build_schedule("kd", 1, 1, 1))
+        distiller.Distiller(student, None, schedules.build(method("kd"), [(1, 1)]))
 
 
 def test_adamw_decays_kernels_and_embeddings_only():
     """With zero gradients only decoupled weight decay moves weights: not LayerNorm's
     gamma and beta, not biases.  No warm-up: the first step has the peak rate."""
     model = tiny_teacher(num_layers=1, seed=1)
-    optimizer = distiller.make_optimizer(1e-2, total_steps=10, warmup_proportion=0.0,
+    optimizer = optimization.make_optimizer(1e-2, total_steps=10, warmup_proportion=0.0,
                                          weight_decay=0.5)
     variables = model.trainable_variables
     before = [v.numpy().copy() for v in variables]
@@ -491,7 +495,7 @@ def test_clipnorm_measures_each_gradient_with_repeated_token_ids_summed():
     import tensorflow as tf
 
     student = tiny_teacher(num_layers=1, dropout=0.0, seed=4)
-    model = distiller.Distiller(student, None, [[terms.HardLabel()]])
+    model = distiller.Distiller(student, None, schedules.from_terms([[terms.make("hard", 1.0)]]))
     model.compile(optimizer=keras.optimizers.SGD(0.5, clipnorm=0.05))
     model.build_optimizer()
     x, y = make_batch(batch=6, seq=10)

@@ -76,6 +76,18 @@ def test_sid_pipeline_results(sid_run):
     assert not os.path.exists(os.path.join(model_dir, "backup", "distill"))  # finished
 
 
+def test_the_saved_config_is_the_flags_given_then_what_help_says(sid_run):
+    """config.json holds the flags the run gave and, for every other setting, the value
+    --helpfull names (the tiny-teacher preset's where it says so)."""
+    from test_presets import check_against_help
+
+    with open(os.path.join(sid_run[0], "config.json")) as handle:
+        saved = json.load(handle)
+    given = {arg[2:].split("=")[0] for arg in TINY_RUN} | {"schedule", "model_dir"}
+    check_against_help(saved, given)
+    assert saved["train"]["learning_rate"] == 5e-4  # the preset's, not the flag's 1e-4
+
+
 def test_sid_tensorboard_tags(sid_run):
     model_dir, _ = sid_run
     found = tags(os.path.join(model_dir, "logs", "distill"))

@@ -53,19 +53,19 @@ def test_tinybert_terms_are_a_flag_away_and_train():
     teacher = tiny_teacher(seed=2)
     mapping = models.layer_mapping(4, 2)
     student = models.derive_student(teacher, 2, mapping, hidden_size=36, init="random")
-    stages = schedules.build_schedule("sid", 2, 1, 1)
-    model = distiller.for_schedule(student, teacher, mapping, stages,
-                                   internal=["hidden_mse", "attention_mse", "embedding_mse"])
-    assert [t.name for t in model.stages[1]] == ["emb_mse", "hid_mse_s1_t2", "att_mse_s1_t2",
+    tinybert = ("hidden_mse", "attention_mse", "embedding_mse")
+    model = distiller.Distiller(student, teacher, schedules.build(config_lib.DistillConfig(
+        schedule="sid", epochs=1, epochs_per_stage=1, internal_losses=tinybert), mapping))
+    assert [t.name for t in model.stages[1].terms] == ["emb_mse", "hid_mse_s1_t2", "att_mse_s1_t2",
                                                  "hid_mse_s2_t4", "att_mse_s2_t4"]
     assert sorted(model.projections) == [0, 1, 2]  # widths differ: embeddings projected too
-    pid = distiller.for_schedule(student, teacher, mapping,
-                                 schedules.build_schedule("pid", 2, 1, 1),
-                                 internal=["hidden_mse", "embedding_mse"],
-                                 freeze_lower_layers=True)
+    pid = distiller.Distiller(student, teacher, schedules.build(config_lib.DistillConfig(
+        schedule="pid", epochs=1, epochs_per_stage=1, internal_losses=("hidden_mse",
+                                                                       "embedding_mse"),
+        freeze_lower_layers=True), mapping))
     # pid trains one pair a stage: the embeddings only with the first; a frozen stage 2
     # trains layer 2 alone, not the embeddings the term would otherwise read.
-    assert [[t.name for t in stage] for stage in pid.stages[:2]] == [
+    assert [[t.name for t in stage.terms] for stage in pid.stages[:2]] == [
         ["emb_mse", "hid_mse_s1_t2"], ["hid_mse_s2_t4"]]
     trained = {id(v) for v in pid.stage_variables(pid.stages[1])}
     assert not trained & {id(v) for v in student.embeddings.trainable_variables}

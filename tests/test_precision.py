@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import make_batch, tiny_teacher
-from kd_keras import distiller, models, schedules
+from kd_keras import config, distiller, models, schedules
 
 
 def one_step(policy="float32", jit_compile=False):
@@ -17,8 +17,8 @@ def one_step(policy="float32", jit_compile=False):
         teacher = tiny_teacher(seed=7, dropout=0.0)
         mapping = models.layer_mapping(4, 2)
         student = models.derive_student(teacher, 2, mapping)
-        model = distiller.for_schedule(student, teacher, mapping,
-                                       schedules.build_schedule("all", 2, 1, 1))
+        model = distiller.Distiller(student, teacher, schedules.build(
+            config.DistillConfig(schedule="all", epochs=1, epochs_per_stage=1), mapping))
         model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=jit_compile)
         model.build_optimizer()
         x, y = make_batch()

@@ -17,7 +17,6 @@ from test_end_to_end import REPO, run_cli
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import make_example_data  # noqa: E402
 import multi_worker_local  # noqa: E402
-from kd_keras.data.features import Features
 
 MODEL = ["--teacher=tiny", "--tiny_layers=4", "--tiny_hidden_size=48", "--tiny_heads=3",
          "--teacher_epochs=1", "--student_layers=2", "--epochs=1", "--epochs_per_stage=2",

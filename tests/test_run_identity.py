@@ -118,7 +118,7 @@ def test_every_flag_default_is_the_config_default():
     # Every setting has its flag with the field's help text, and no flag lacks a setting.
     settings = {field.name: field for _, field in config_lib.flag_fields()}
     for name, field in settings.items():
-        assert flags.FLAGS[name].help.endswith(field.metadata["help"]) and field.metadata["help"]
+        assert field.metadata["help"] and field.metadata["help"] in flags.FLAGS[name].help
     ours = {name for name, flag in flags.FLAGS.__flags.items()
             if flags.FLAGS.find_module_defining_flag(name) == "kd_keras.flags"}
     assert ours == set(settings)

@@ -51,9 +51,9 @@ def outputs(layers, width, seed):
 def test_each_term_reads_its_layer_pair():
     teacher, student = outputs(4, 6, 1), outputs(2, 6, 2)
     batch = {"attention_mask": MASK, "labels": np.array([0, 2])}
-    kl, cos, hid, att = terms.layer_terms(
-        ["attention_kl", "cls_cosine", "hidden_mse", "attention_mse"], (1, 2),
-        {"cls_cosine": 0.5})
+    kl, cos, hid, att = (terms.make(name, 0.5 if name == "cls_cosine" else 1.0, (1, 2))
+                         for name in ("attention_kl", "cls_cosine", "hidden_mse",
+                                      "attention_mse"))
     assert [t.name for t in (kl, cos, hid, att)] == ["att_kl_s1_t2", "cos_s1_t2",
                                                     "hid_mse_s1_t2", "att_mse_s1_t2"]
     assert cos.weight == 0.5 and kl.weight == 1.0
@@ -66,18 +66,25 @@ def test_each_term_reads_its_layer_pair():
     doubled = lambda v: 2 * v  # noqa: E731  (a stand-in projection)
     np.testing.assert_allclose(hid(teacher, student, batch, doubled), losses.hidden_mse(
         teacher.hidden_states[2], 2 * student.hidden_states[1], MASK, "none"), rtol=1e-6)
-    soft, hard = terms.kd_terms(0.1, temperature=2.0)
+    soft, hard = terms.make("soft", 1.0, temperature=2.0), terms.make("hard", 0.1)
     assert hard.weight == pytest.approx(0.1) and not hard.uses_teacher
     np.testing.assert_allclose(soft(teacher, student, batch), losses.soft_label_ce(
         teacher.logits, student.logits, 2.0, "none"))
     np.testing.assert_allclose(hard(None, student, batch), losses.hard_label_ce(
         batch["labels"], student.logits, "none"))
-    embedding = terms.embedding_term()
+    embedding = terms.make("embedding_mse", 1.0)
+    assert embedding.name == "emb_mse" and embedding.pair == (0, 0)
     np.testing.assert_allclose(embedding(teacher, student, batch), losses.hidden_mse(
         teacher.hidden_states[0], student.hidden_states[0], MASK, "none"))
-    with pytest.raises(ValueError, match="Unknown internal loss 'mse'. Choose from: "
+    with pytest.raises(ValueError, match="Unknown loss term 'mse'. Choose from: soft, hard, "
                                          "attention_kl, cls_cosine"):
-        terms.layer_terms(["mse"], (1, 2))
+        terms.make("mse", 1.0, (1, 2))
+    with pytest.raises(ValueError, match="needs a layer pair"):
+        terms.make("cls_cosine", 1.0)
+
+
+def layer_terms(names, pair):
+    return [terms.make(name, 1.0, pair) for name in names]
 
 
 def requirements(active, cached=False):
@@ -87,22 +94,22 @@ def requirements(active, cached=False):
 
 def test_requirements_run_only_what_the_terms_read():
     paper = ["attention_kl", "cls_cosine"]
-    sid_stage_2 = terms.layer_terms(paper, (1, 2)) + terms.layer_terms(paper, (2, 4))
+    sid_stage_2 = layer_terms(paper, (1, 2)) + layer_terms(paper, (2, 4))
     assert requirements(sid_stage_2) == terms.Requirements(
         student_layers=2, student_logits=False, teacher_layers=4, teacher_logits=False,
         student_cls_only=True, teacher_cls_only=True, attentions=True)
-    kd = terms.kd_terms(0.1)
+    kd = [terms.make("soft", 1.0, temperature=1.0), terms.make("hard", 0.1)]
     assert requirements(kd, cached=True) == terms.Requirements(
         3, True, None, False, True, False, False)  # no teacher pass at all
     assert requirements(kd).teacher_layers == 6 and requirements(kd).teacher_logits
-    finetune = [terms.HardLabel()]
+    finetune = [terms.make("hard", 1.0)]
     assert requirements(finetune).teacher_layers is None
     # A term reading every position of the deepest pair turns the [CLS]-only trick off.
-    hidden = terms.layer_terms(["hidden_mse"], (2, 4))
+    hidden = layer_terms(["hidden_mse"], (2, 4))
     assert not requirements(hidden).student_cls_only
     assert not requirements(hidden).teacher_cls_only
-    below = terms.layer_terms(["hidden_mse"], (1, 2)) + terms.layer_terms(["cls_cosine"], (2, 4))
+    below = layer_terms(["hidden_mse"], (1, 2)) + layer_terms(["cls_cosine"], (2, 4))
     assert requirements(below).student_cls_only and requirements(below).teacher_cls_only
     assert not requirements(below).attentions
-    embeddings_only = requirements([terms.embedding_term()])
+    embeddings_only = requirements([terms.make("embedding_mse", 1.0)])
     assert (embeddings_only.student_layers, embeddings_only.teacher_layers) == (0, 0)

@@ -61,12 +61,12 @@ def sync_variables(model) -> None:
 # --------------------------------------------------------------------------- steps
 
 
-def _metrics(model, metric_values: Sequence, total, values, labels, logits,
-             weights) -> Tuple:
+def _metrics(model, metric_values: Sequence, total, values, labels, logits, weights,
+             stage=None) -> Tuple:
     """Updates the model's trackers from their values in state: (logs, new values)."""
     variables = model.metrics_variables
     with keras.StatelessScope(state_mapping=list(zip(variables, metric_values))) as scope:
-        logs = model.update_metrics(total, values, labels, logits, weights)
+        logs = model.update_metrics(total, values, labels, logits, weights, stage)
     return logs, _current(scope, variables, metric_values)
 
 
@@ -107,7 +107,7 @@ def train_step(model, state: Tuple, data) -> Tuple:
         loss_and_updates, has_aux=True)(trainable)
     # JAX gives every variable a gradient, zeros where the step does not read it; AdamW
     # would still decay those, so only what the step updates is applied.
-    chosen = {id(v) for v in model.step_variables(active)}
+    chosen = {id(v) for v in model.step_variables(model.stage)}
     pairs = [(g, v) for g, v in zip(gradients, trainable_variables) if id(v) in chosen]
     # The non-trainable values too: StageWarmup reads the Distiller's stage_start.
     mapping = (model_mapping(model, trainable, non_trainable)
@@ -117,10 +117,9 @@ def train_step(model, state: Tuple, data) -> Tuple:
     trainable = _current(scope, trainable_variables, trainable)
     optimizer_values = _current(scope, model.optimizer.variables, optimizer_values)
 
-    logs, metric_values = _metrics(model, metric_values, total, values, labels, logits,
-                                   weights)
     stage = dict(zip(map(id, non_trainable_variables), non_trainable))[id(model.stage_index)]
-    logs["stage"] = ops.cast(stage, "float32") + 1.0
+    logs, metric_values = _metrics(model, metric_values, total, values, labels, logits,
+                                   weights, stage)
     return logs, (trainable, non_trainable, optimizer_values, metric_values)
 
 

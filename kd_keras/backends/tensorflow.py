@@ -39,7 +39,7 @@ def train_step(model, data) -> Dict:
     x, labels, weights, teacher_logits = batching.unpack(data)
     active = model.terms
     teacher = model.teacher_outputs(x, active, teacher_logits)
-    variables = model.step_variables(active)
+    variables = model.step_variables(model.stage)
     with tf.GradientTape() as tape:
         total, values, logits = model.compute_terms(x, labels, active, teacher, training=True)
         loss = losses.batch_mean(total, weights, replicas_in_sync())
@@ -47,8 +47,7 @@ def train_step(model, data) -> Dict:
         # optimizers); apply() unscales.
         scaled = model.optimizer.scale_loss(loss)
     model.optimizer.apply(_dense(tape.gradient(scaled, variables)), variables)
-    logs = model.update_metrics(total, values, labels, logits, weights)
-    logs["stage"] = ops.cast(model.stage_index, "float32") + 1.0
+    logs = model.update_metrics(total, values, labels, logits, weights, model.stage_index)
     return _step_outputs(logs)
 
 
