@@ -1,24 +1,21 @@
-"""Keras 3 callbacks of a run: backups for exact resume, the NaN guard, stage switching,
-dev metrics with best-student keeping, and the TensorBoard extras.
+"""The Keras 3 callbacks that steer a run: the NaN guard, stage switching, dev metrics
+with best-student keeping, and the one-epoch fits of ``Distiller.fit_schedule``.
+(Backups: kd_keras.backup; TensorBoard: kd_keras.tensorboard_logs.)
 
 ``Distiller.fit_schedule`` calls ``fit`` once per epoch; between two calls the Distiller
 retraces its step for the next stage.  A callback that ends the run sets
-``model.run_finished``.
+``model.run_finished``.  Callbacks keep their bookkeeping in the Distiller's run state,
+which backups carry.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
 
-from kd_keras import backends, files, summaries
 from kd_keras import metrics as glue_metrics
-
-STATE_FILE, VARIABLES_FILE = "state.json", "variables.npz"
 
 
 def load_run_state(model, key: str, default):
@@ -31,118 +28,6 @@ def store_run_state(model, key: str, value) -> None:
     state = model.get_run_state()
     state[key] = value
     model.set_run_state(state)
-
-
-# --------------------------------------------------------------------------- backups
-
-
-def read_backup_state(backup_dir: str) -> Optional[Dict]:
-    """The last backup's state (position, bookkeeping), or None when there is none."""
-    path = os.path.join(backup_dir, STATE_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def backup_position(backup_dir: str, steps_per_epoch: int) -> Tuple[int, int]:
-    """Where a run resumes: (epoch, batch) after the last backup, or (0, 0) without one."""
-    state = read_backup_state(backup_dir)
-    if state is None:
-        return 0, 0
-    epoch, batch = int(state["epoch"]), int(state["batch"])
-    if batch >= steps_per_epoch:
-        return epoch + 1, 0
-    return epoch, batch
-
-
-class TrainingBackup(keras.callbacks.Callback):
-    """Backs up everything a resumed run needs, and restores it before training.
-
-    A backup is a folder, written whole to a temporary sibling and renamed: the
-    Distiller's backup_variables (student, projections, stage, optimizer, dropout
-    seed-generator states) in variables.npz, and the position (epoch, next batch) with the
-    callbacks' bookkeeping in state.json.  Only the chief writes; every worker restores
-    from the same folder.
-
-    Put it first in the callback list, so its restore comes before the other callbacks
-    read the model, and add ``closing_callback()`` last, so the epoch-end backup holds
-    the stage and bookkeeping those callbacks just updated.
-
-    Args:
-        backup_dir: folder of the backup.
-        steps_per_epoch: batches per epoch.
-        save_steps: also back up every this many optimizer steps (0: at epoch ends only).
-        writes: False on workers other than the chief.
-    """
-
-    def __init__(self, backup_dir: str, steps_per_epoch: int, save_steps: int = 0,
-                 writes: bool = True):
-        super().__init__()
-        self.backup_dir = backup_dir
-        self.steps_per_epoch = steps_per_epoch
-        self.save_steps = save_steps
-        self.writes = writes
-        self.epoch = 0
-        self.restored = False
-
-    def restore(self) -> bool:
-        """Loads the backup into the model, if there is one (once per run)."""
-        if self.restored:
-            return False
-        self.restored = True
-        state = read_backup_state(self.backup_dir)
-        if state is None:
-            return False
-        variables = self.model.backup_variables()
-        with np.load(os.path.join(self.backup_dir, VARIABLES_FILE)) as saved:
-            values = [saved[f"v{i}"] for i in range(len(saved.files))]
-        if len(values) != len(variables) or any(
-                tuple(v.shape) != value.shape for v, value in zip(variables, values)):
-            raise ValueError(f"The backup in {self.backup_dir} does not fit this model; "
-                             "remove it to start again.")
-        for variable, value in zip(variables, values):
-            variable.assign(value)
-        self.model.set_run_state(state["run_state"])
-        return True
-
-    def on_train_begin(self, logs=None):
-        self.restore()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        # Counted here, not read after each batch: on JAX the variables hold their values
-        # only between epochs unless a callback syncs them (which costs a copy).
-        self.steps_before_epoch = int(keras.ops.convert_to_numpy(
-            self.model.optimizer.iterations))
-
-    def on_train_batch_end(self, batch, logs=None):
-        if not self.save_steps:
-            return
-        if (self.steps_before_epoch + batch + 1) % self.save_steps == 0:
-            self.save(self.epoch, self.model.first_batch + batch + 1)
-
-    def save(self, epoch: int, next_batch: int) -> None:
-        """Writes the backup: training continues at (epoch, next_batch)."""
-        if not self.writes:
-            return
-        backends.current().sync_variables(self.model)
-        variables = self.model.backup_variables()
-        arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
-        with files.atomic_folder(self.backup_dir) as staging:
-            np.savez(os.path.join(staging, VARIABLES_FILE), **arrays)
-            files.write_json(os.path.join(staging, STATE_FILE),
-                             {"epoch": epoch, "batch": next_batch,
-                              "run_state": self.model.get_run_state()})
-
-    def closing_callback(self) -> keras.callbacks.Callback:
-        backup = self
-
-        class _EpochEndBackup(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                backup.save(epoch, backup.steps_per_epoch)
-
-        return _EpochEndBackup()
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -300,119 +185,3 @@ class EndEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.model.stop_training = True
-
-
-class TensorBoard(keras.callbacks.Callback):
-    """The epoch logs as TensorBoard scalars, in the layout of Keras' TensorBoard callback
-    (``epoch_<name>`` in ``train/``, ``val_<name>`` as ``epoch_<name>`` in
-    ``validation/``, plus ``epoch_learning_rate``), written without TensorFlow
-    (kd_keras.summaries), so a JAX run writes them too.  Steps are 0-based epochs.
-
-    Args:
-        log_dir: the run's TensorBoard folder.
-    """
-
-    def __init__(self, log_dir: str):
-        super().__init__()
-        self.log_dir = log_dir
-        self.writers: Dict[str, summaries.EventWriter] = {}
-
-    def _writer(self, name: str) -> summaries.EventWriter:
-        if name not in self.writers:
-            self.writers[name] = summaries.EventWriter(os.path.join(self.log_dir, name))
-        return self.writers[name]
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(
-            self.model.optimizer.learning_rate))
-        for name, value in logs.items():
-            run, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
-            self._writer(run).scalar(f"epoch_{tag}", float(value), epoch)
-        for writer in self.writers.values():
-            writer.flush()
-
-    def on_train_end(self, logs=None):
-        # Distiller.fit_schedule fits once per epoch: each fit closes its files, the
-        # next one opens new files in the same folders.
-        for writer in self.writers.values():
-            writer.close()
-        self.writers = {}
-
-
-def attention_image(teacher_maps: List[np.ndarray], student_maps: List[np.ndarray]) -> np.ndarray:
-    """A picture of head-averaged attention: teacher maps on top, student maps below.
-
-    Args:
-        teacher_maps: per matched pair, float [seq, seq].
-        student_maps: per matched pair, float [seq, seq].
-
-    Returns:
-        uint8 [1, 2 * (seq * scale + gap), pairs * (seq * scale + gap), 3].
-    """
-    seq = teacher_maps[0].shape[0]
-    scale = max(1, 96 // seq)
-    gap = 2
-    cell = seq * scale + gap
-    image = np.full((2 * cell, len(teacher_maps) * cell, 3), 255, np.uint8)
-    for row, maps in enumerate((teacher_maps, student_maps)):
-        for col, matrix in enumerate(maps):
-            scaled = np.kron(matrix / max(float(matrix.max()), 1e-9), np.ones((scale, scale)))
-            shade = (255 * (1.0 - scaled)).astype(np.uint8)
-            top, left = row * cell, col * cell
-            image[top: top + seq * scale, left: left + seq * scale] = shade[..., None]
-    return image[None]
-
-
-class TensorBoardExtras(keras.callbacks.Callback):
-    """What Keras' TensorBoard callback does not write: hparams, stage events, attention maps.
-
-    Args:
-        log_dir: the run's TensorBoard folder.
-        hparams: run settings to record (schedule, lambda, T, layers ...).
-        example: one example's features, each int [1, seq], for the attention picture.
-    """
-
-    def __init__(self, log_dir: str, hparams: Dict, example: Dict[str, np.ndarray]):
-        super().__init__()
-        self.writer = summaries.EventWriter(os.path.join(log_dir, "stages"))
-        self.hparams = hparams
-        self.example = example
-        self.stage_at_epoch_start = None
-        self.hparams_written = False
-
-    def on_train_begin(self, logs=None):
-        if self.hparams_written:
-            return
-        self.hparams_written = True
-        self.writer.hparams(self.hparams)
-        self.writer.flush()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.stage_at_epoch_start = self.model.active_stage
-
-    def on_epoch_end(self, epoch, logs=None):
-        model = self.model
-        ended = int(keras.ops.convert_to_numpy(model.stage_index)) != self.stage_at_epoch_start
-        step = epoch + 1
-        self.writer.scalar("stage", self.stage_at_epoch_start + 1, step)
-        if ended and model.teacher is not None:
-            stage = model.stages[self.stage_at_epoch_start]
-            self.writer.text("stage_end", f"{stage.name} ended after epoch {step}", step)
-            self.writer.image(f"attention/stage_{self.stage_at_epoch_start + 1}",
-                              self.attention_picture(), step)
-        self.writer.flush()
-
-    def attention_picture(self) -> np.ndarray:
-        """Teacher vs student attention maps (mean over heads) for the fixed example."""
-        model = self.model
-        teacher = model.teacher.forward(self.example, training=False)
-        student = model.student.forward(self.example, training=False)
-        length = int(self.example["attention_mask"].sum())
-
-        def mean_map(probabilities):
-            return keras.ops.convert_to_numpy(probabilities)[0].mean(0)[:length, :length]
-
-        teacher_maps = [mean_map(teacher.attentions[t - 1]) for _, t in model.mapping]
-        student_maps = [mean_map(student.attentions[s - 1]) for s, _ in model.mapping]
-        return attention_image(teacher_maps, student_maps)

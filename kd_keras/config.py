@@ -18,17 +18,15 @@ TINY_TEACHER = "tiny"
 DEMO_MODEL_DIR = "/tmp/kd_keras_demo"
 
 
-def option(default, help: str, choices: Optional[Tuple[str, ...]] = None, flag: bool = True):
+def option(default, help: str, choices: Optional[Tuple[str, ...]] = None):
     """A config field and its command-line flag (same name, this default and help).
 
     Args:
         default: the one default of the setting.
         help: the flag's help text.
         choices: allowed values of a string setting (an enum flag).
-        flag: False for fields that no flag sets (filled in by the run).
     """
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices,
-                                                        "flag": flag})
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,11 +172,6 @@ class TrainConfig:
         "automatic), mixed_bfloat16 for TPUs and recent CPUs/GPUs.", choices=PRECISIONS)
     xla: bool = option(False, "Compile the train step with XLA (jit_compile); pays off on "
                        "GPUs and TPUs.  Always on with KERAS_BACKEND=jax.")
-    # Multi-worker runs: the chief's model_dir.  Non-chief workers write their files
-    # elsewhere (model_dir/workers/...), but every worker backs up to (and resumes from)
-    # the chief's backup and takes an earlier run's fine-tuned teacher from the chief's
-    # folder, so that all of them take the same path through the run.
-    shared_model_dir: Optional[str] = option(None, "", flag=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,8 +199,7 @@ def flag_fields():
     yield None, next(f for f in dataclasses.fields(RunConfig) if f.name == "mode")
     for section, cls in SECTIONS.items():
         for field in dataclasses.fields(cls):
-            if field.metadata.get("flag", True):
-                yield section, field
+            yield section, field
 
 
 def default_model_dir(data: DataConfig, schedule: str) -> str:

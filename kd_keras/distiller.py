@@ -27,7 +27,7 @@ from keras import ops
 
 from kd_keras import backends, callbacks as callbacks_lib, terms as terms_lib
 from kd_keras.encoders import EncoderClassifier, EncoderOutputs
-from kd_keras.hub import ModelError
+from kd_keras.errors import ModelError
 from kd_keras.schedules import Schedule, Stage
 from kd_keras.terms import Term
 

@@ -22,10 +22,7 @@ from typing import List, Optional, Sequence
 import tensorflow as tf
 
 from kd_keras import files
-
-
-class ExportError(ValueError):
-    """An export that cannot be written; the message says what to do."""
+from kd_keras.errors import ExportError
 
 
 class _StudentModule(tf.Module):

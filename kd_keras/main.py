@@ -3,7 +3,7 @@
 With no flags it runs the offline demo: a small teacher trained on the built-in
 synthetic task, distilled with the stacked (sid) schedule into a student of half its
 depth, evaluated and exported.  This is the only module that reads FLAGS: it builds the
-RunConfig, calls pipeline.run, and turns the errors a user can fix into one line and
+RunConfig, calls pipeline.modes.run, and turns the errors a user can fix into one line and
 exit code 2.
 """
 
@@ -93,19 +93,16 @@ def main(argv) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from absl import logging
 
-    from kd_keras import pipeline
-    from kd_keras.data.examples import DataError
-    from kd_keras.models import ModelError
-    from kd_keras.pipeline import TrainingDiverged
+    from kd_keras.pipeline import modes
 
     logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the progress output
     if os.environ.get("KD_KERAS_TRACEBACK") == "1":
         import keras
 
         keras.config.disable_traceback_filtering()
-    # export.ExportError is a ValueError (its module needs TensorFlow, which a JAX run
-    # may not have).
-    user_errors = (DataError, ModelError, TrainingDiverged, ValueError)
+    # What a user can fix: kd_keras.errors.UserError (data, models, a folder holding
+    # another run, exports, a diverged loss) and the settings' checks, all ValueErrors.
+    user_errors = (ValueError,)
     try:
         config = config_from_flags()
     except user_errors as error:
@@ -118,7 +115,7 @@ def main(argv) -> None:
     model_dir = config.train.model_dir
     model_dir_existed = os.path.exists(model_dir)
     try:
-        code = pipeline.run(config)
+        code = modes.run(config)
     except user_errors as error:
         if not model_dir_existed:
             # This run made the folder and failed: leave nothing behind.  Folders that

@@ -17,9 +17,9 @@ import numpy as np
 
 from kd_keras import encoders
 from kd_keras.encoders import EncoderClassifier, EncoderConfig, EncoderError
-from kd_keras.hub import MINILM, ModelError, model_folder  # noqa: F401  (re-exported)
-from kd_keras.tokenization import (  # noqa: F401  (re-exported)
-    load_tokenizer, lower_cases, tokenizer_digest, vocab_tokens)
+from kd_keras.errors import ModelError
+from kd_keras.hub import model_folder
+from kd_keras.tokenization import load_tokenizer, vocab_tokens
 
 TASK_MARKER = "kd_keras_task.json"  # written beside a teacher fine-tuned by kd_keras
 
@@ -60,7 +60,8 @@ def _saved_labels(folder: str) -> Optional[int]:
 
 def load_pretrained(name: str, num_labels: int, cache_dir: str,
                     overrides: Optional[Dict] = None) -> EncoderClassifier:
-    """Loads a classifier from a local Hugging Face folder, the MiniLM package or the hub.
+    """Loads a classifier from a local Hugging Face folder, the MiniLM package or the hub
+    (through encoders.from_pretrained, the one door), with the checks a run needs.
 
     A classifier head missing from the checkpoint is initialised randomly; a teacher that
     kd_keras fine-tuned with a head of another width is an error (it was fine-tuned on
@@ -85,12 +86,7 @@ def load_pretrained(name: str, num_labels: int, cache_dir: str,
         raise ModelError(f"{folder} has a {saved}-way classifier but the task needs "
                          f"{num_labels} labels; use a teacher fine-tuned on this task.")
     try:
-        if (not os.path.exists(os.path.join(folder, encoders.WEIGHTS_FILE))
-                and os.path.exists(os.path.join(folder, "tf_model.h5"))):
-            from kd_keras.encoders import tf_h5
-
-            return tf_h5.load_folder(folder, num_labels, overrides)
-        return encoders.load_folder(folder, num_labels, overrides)
+        return encoders.from_pretrained(folder, num_labels, cache_dir, overrides)
     except EncoderError as error:
         raise ModelError(str(error)) from None
 

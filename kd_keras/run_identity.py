@@ -16,13 +16,10 @@ from typing import Dict, Optional, Sequence
 
 from kd_keras import config as config_lib
 from kd_keras import files
+from kd_keras.errors import RunMismatch
 
 IDENTITY_FILE = "run_identity.json"
 STUDENT_MODES = ("pipeline", "distill")
-
-
-class RunMismatch(ValueError):
-    """A run that does not match what its model_dir already holds."""
 
 
 def _folder_or_name(source: str) -> str:
@@ -37,7 +34,7 @@ def describe(config: config_lib.RunConfig, tokenizer_digest: Optional[str] = Non
 
     Args:
         config: the run's configuration.
-        tokenizer_digest: models.tokenizer_digest of the loaded tokenizer, once known.
+        tokenizer_digest: tokenization.tokenizer_digest of the loaded tokenizer, once known.
         labels: the class names of the task, once known (own data reads them from the
             training file).
 

@@ -9,7 +9,8 @@ import json
 import os
 from typing import List
 
-from kd_keras.hub import ModelError, model_folder
+from kd_keras.errors import ModelError
+from kd_keras.hub import model_folder
 
 BPE_FAMILIES = ("roberta",)
 

@@ -8,8 +8,8 @@ random weights) and a 3-layer student cut from it; a short-sentence dev set of 8
 examples (lengths 4-40 tokens, most under 16, as on SST-2).  Each run, in a fresh
 process, measures:
 
-- ``dev_pass``: the teacher / student examples/s that ``pipeline.evaluate`` writes into
-  results.json (``pipeline.logits_and_speeds``: batches padded once, passes alternating);
+- ``dev_pass``: the teacher / student examples/s that ``pipeline.evaluation.evaluate`` writes into
+  results.json (``pipeline.inference.logits_and_speeds``: batches padded once, passes alternating);
 - ``dev_pass_in_pipeline``: the same passes with the tf.data pipeline iterated inside the
   timed loop (how runs measured before), to show what the harness costs;
 - ``serving_batch_32_len_16``: the exported SavedModels' ``serving_default`` at batch 32,
@@ -127,14 +127,14 @@ def one_run(rounds: int) -> dict:
     """Every measurement of one process: {measurement: {teacher, student, speedup}}."""
     import keras
 
-    from kd_keras import pipeline
+    from kd_keras.pipeline import inference
 
     keras.utils.set_random_seed(0)
     teacher, student = build_pair()
     classifiers = {"teacher": teacher, "student": student}
     dev = short_dev_set(SHAPES["dev_examples"], SHAPES["vocab"])
     found = {}
-    _, found["dev_pass"] = pipeline.logits_and_speeds(classifiers, dev, SHAPES["batch"])
+    _, found["dev_pass"] = inference.logits_and_speeds(classifiers, dev, SHAPES["batch"])
     found["dev_pass_in_pipeline"] = passes_in_pipeline(classifiers, dev, SHAPES["batch"],
                                                        rounds)
     with tempfile.TemporaryDirectory() as folder:

@@ -13,7 +13,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
     tempfile.gettempdir(), f"kd_keras_tests_jax_cache_{os.getuid()}_{os.getppid()}"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-from kd_keras import models, tasks
+from kd_keras import models, tasks, tokenization
 from kd_keras.data.features import tokenize
 from kd_keras.data.sources import load_examples
 from kd_keras.data.synthetic import synthetic_vocab
@@ -27,7 +27,7 @@ def tokenizer(tmp_path_factory):
     folder = tmp_path_factory.mktemp("vocab")
     path = os.path.join(folder, "vocab.txt")
     write_vocab(path, synthetic_vocab())
-    return models.load_tokenizer(path, str(folder))
+    return tokenization.load_tokenizer(path, str(folder))
 
 
 def tiny_teacher(num_layers=4, num_labels=2, seed=1, dropout=0.1, **overrides):

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from conftest import TINY, tiny_teacher
-from kd_keras import models
+from kd_keras import models, tokenization
 from kd_keras.data.synthetic import synthetic_vocab
 from kd_keras.data.vocab import write_vocab
 from test_end_to_end import TINY_RUN, run_cli
@@ -28,7 +28,7 @@ def folders(tmp_path_factory, tokenizer):
     renamed = [f"x{t}" if t.startswith("w") else t for t in synthetic_vocab()]
     vocab = root / "other_vocab.txt"
     write_vocab(str(vocab), renamed)
-    models.save_model(tiny_teacher(num_layers=2), models.load_tokenizer(str(vocab), str(root)),
+    models.save_model(tiny_teacher(num_layers=2), tokenization.load_tokenizer(str(vocab), str(root)),
                       paths["other_vocab"])
     for name, train, dev in (("good", MRPC_ROWS, MRPC_ROWS),
                              ("malformed", MRPC_ROWS + "1\tonly three\tcolumns\n", MRPC_ROWS),

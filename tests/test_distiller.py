@@ -313,9 +313,9 @@ def fit_sid(teacher, features, teacher_logits=None, epochs=1, **options):
 
 def test_training_with_the_logit_cache_equals_training_without(teacher, synthetic_features):
     """A sid run (internal stages, then kd) trains the same student with cached logits."""
-    from kd_keras import pipeline
+    from kd_keras.pipeline import inference
 
-    logits = pipeline.predict_logits(teacher, synthetic_features, 32)
+    logits = inference.predict_logits(teacher, synthetic_features, 32)
     weights = []
     for cached in (None, logits):
         keras.utils.set_random_seed(0)
@@ -422,14 +422,14 @@ def test_regression_distils_with_squared_error():
 
 
 def test_logits_and_speeds_give_each_models_own_logits(teacher, synthetic_features):
-    from kd_keras import pipeline
+    from kd_keras.pipeline import inference
 
     student = tiny_teacher(num_layers=1, seed=5)
-    logits, speeds = pipeline.logits_and_speeds({"teacher": teacher, "student": student},
+    logits, speeds = inference.logits_and_speeds({"teacher": teacher, "student": student},
                                                 synthetic_features, 32, min_seconds=0.05)
     for name, model in (("teacher", teacher), ("student", student)):
         np.testing.assert_allclose(logits[name],
-                                   pipeline.predict_logits(model, synthetic_features, 32),
+                                   inference.predict_logits(model, synthetic_features, 32),
                                    rtol=0, atol=1e-6)
         assert logits[name].shape == (len(synthetic_features), 2)
         assert np.isfinite(speeds[name]) and speeds[name] > 0
@@ -439,7 +439,7 @@ def test_logits_and_speeds_give_each_models_own_logits(teacher, synthetic_featur
 def test_speed_timing_reads_no_input_pipeline(teacher, synthetic_features, monkeypatch):
     """The dev batches are padded once: the timed passes (3 rounds at least) run only the
     models, so the input pipeline's cost never enters the speed-up."""
-    from kd_keras import pipeline
+    from kd_keras.pipeline import inference
 
     iterations = []
 
@@ -452,10 +452,10 @@ def test_speed_timing_reads_no_input_pipeline(teacher, synthetic_features, monke
             return iter(self.dataset)
 
     real = backends.make_dataset
-    monkeypatch.setattr(pipeline.backends, "make_dataset",
+    monkeypatch.setattr(inference.backends, "make_dataset",
                         lambda *args, **kwargs: CountedDataset(real(*args, **kwargs)))
     student = tiny_teacher(num_layers=1, seed=5)
-    _, speeds = pipeline.logits_and_speeds({"teacher": teacher, "student": student},
+    _, speeds = inference.logits_and_speeds({"teacher": teacher, "student": student},
                                            synthetic_features, 32, min_seconds=0)
     assert len(iterations) == 1
     assert all(np.isfinite(value) and value > 0 for value in speeds.values())
@@ -465,11 +465,11 @@ def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
         synthetic_features, tmp_path, monkeypatch):
     """The first run writes the logits; a second run with the same teacher and data reads
     them without running the teacher; a changed teacher gets its own file."""
-    from kd_keras import pipeline
+    from kd_keras.pipeline import inference, logit_cache
 
     own_teacher = tiny_teacher(seed=3)
-    expected = pipeline.predict_logits(own_teacher, synthetic_features, 32)
-    first = pipeline.cached_teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
+    expected = inference.predict_logits(own_teacher, synthetic_features, 32)
+    first = logit_cache.teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
     np.testing.assert_array_equal(first, expected)
     assert len(list(tmp_path.glob("teacher_logits_*.npy"))) == 1
 
@@ -477,14 +477,14 @@ def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
         raise AssertionError("the teacher ran although its logits were cached")
 
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "predict_logits", no_teacher_run)
-        again = pipeline.cached_teacher_logits(own_teacher, synthetic_features, 32,
+        patch.setattr(inference, "predict_logits", no_teacher_run)
+        again = logit_cache.teacher_logits(own_teacher, synthetic_features, 32,
                                                str(tmp_path))
     np.testing.assert_array_equal(again, expected)
 
     kernel = own_teacher.weights[-2]
     kernel.assign(kernel + 1.0)
-    changed = pipeline.cached_teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
+    changed = logit_cache.teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
     assert len(list(tmp_path.glob("teacher_logits_*.npy"))) == 2
     assert not np.allclose(changed, expected)
 

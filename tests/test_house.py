@@ -1,5 +1,6 @@
 """The shape of the package (BUILD.md, "The house"): imports flow one way, the backend is
-asked about in one place."""
+asked about in one place, no module grows past 400 lines or imports more than 8 of its
+siblings."""
 
 import ast
 import os
@@ -103,3 +104,22 @@ def test_the_backend_is_asked_about_in_one_place():
                     if re.search(r"backend\(\)", open(path, encoding="utf-8").read()))
     assert asking == ["kd_keras.backends"], asking
 
+
+
+def test_no_module_is_longer_than_400_lines():
+    long = {name: n for name, path in module_names().items()
+            if (n := len(open(path, encoding="utf-8").read().splitlines())) >= 400}
+    assert not long, long
+
+
+def test_no_module_imports_more_than_8_of_its_siblings():
+    """Siblings: the other modules of its own package (a subpackage counts once)."""
+    crowded = {}
+    for name, targets in import_graph().items():
+        package = name.rpartition(".")[0] if name in module_names() and not os.path.basename(
+            module_names()[name]) == "__init__.py" else name
+        siblings = {target[len(package) + 1:].split(".")[0] for target in targets
+                    if target.startswith(package + ".")}
+        if len(siblings) > 8:
+            crowded[name] = sorted(siblings)
+    assert not crowded, crowded

@@ -77,13 +77,13 @@ def test_export_on_jax_is_refused_and_tensorflow_exports_the_jax_student(jax_run
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (ops of the raw-text signature)
 
-    from kd_keras import models, tasks
+    from kd_keras import tasks, tokenization
 
     # The SavedModel serves the dev logits the JAX run recorded.
     recorded = np.load(os.path.join(model_dir, "dev_predictions.npz"))
     examples, _ = load_examples(tasks.get_task("synthetic"), "dev", synthetic_size=128,
                                      seed=0)
-    tokenizer = models.load_tokenizer(os.path.join(model_dir, "student"), str(model_dir))
+    tokenizer = tokenization.load_tokenizer(os.path.join(model_dir, "student"), str(model_dir))
     features = tokenize(examples, tokenizer, 16)
     serve = tf.saved_model.load(os.path.join(model_dir, "export", "1")).signatures[
         "serving_default"]

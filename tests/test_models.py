@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import make_batch, tiny_teacher
-from kd_keras import hub, models
+from kd_keras import hub, models, tokenization
 from kd_keras.data.vocab import SPECIAL_TOKENS, write_vocab
-from kd_keras.models import ModelError
+from kd_keras.errors import ModelError
 
 
 def test_forward_returns_every_layer_and_a_prefix_on_request(teacher):
@@ -75,7 +75,7 @@ def test_save_and_reload_round_trip(teacher, tokenizer, tmp_path):
     again = models.load_pretrained(folder, 2, str(tmp_path))
     x, _ = make_batch()
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(teacher(x)), atol=1e-6)
-    assert len(models.load_tokenizer(folder, str(tmp_path))) == 97
+    assert len(tokenization.load_tokenizer(folder, str(tmp_path))) == 97
     assert models.load_pretrained(folder, 3, str(tmp_path)).num_labels == 3  # new head
     (tmp_path / "saved" / "kd_keras_task.json").write_text('{"task": "rte"}')
     with pytest.raises(ModelError, match="needs 3 labels"):
@@ -110,7 +110,7 @@ def test_unreachable_hub_fails_fast(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="Hugging Face hub cannot be reached"):
         models.load_pretrained("bert-base-uncased", 2, str(tmp_path))
     with pytest.raises(ModelError, match="Hugging Face hub cannot be reached"):
-        models.load_tokenizer("bert-base-uncased", str(tmp_path))
+        tokenization.load_tokenizer("bert-base-uncased", str(tmp_path))
     assert time.time() - start < 30
 
 
@@ -167,8 +167,8 @@ def test_hub_names_are_downloaded_then_loaded_as_a_local_folder(teacher, tokeniz
     loaded = models.load_pretrained("someone/tiny-bert", 2, str(tmp_path))
     x, _ = make_batch()
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(teacher(x)), atol=1e-5)
-    assert models.vocab_tokens(models.load_tokenizer("someone/tiny-bert", str(tmp_path))) == \
-        models.vocab_tokens(tokenizer)
+    assert tokenization.vocab_tokens(tokenization.load_tokenizer("someone/tiny-bert", str(tmp_path))) == \
+        tokenization.vocab_tokens(tokenizer)
     assert [c[0] for c in calls] == ["someone/tiny-bert"] * 2
     assert "model.safetensors" in calls[0][1] and "tokenizer.json" in calls[0][1]
 
@@ -200,18 +200,18 @@ def test_cased_checkpoints_keep_their_case(tmp_path, source):
     elif source == "vocab_only":
         (folder / "tokenizer_config.json").unlink()
         (folder / "tokenizer.json").unlink()
-    loaded = models.load_tokenizer(str(folder), str(tmp_path))
+    loaded = tokenization.load_tokenizer(str(folder), str(tmp_path))
     ids = {t: i for i, t in enumerate(CASED_VOCAB)}
     assert loaded("Hello world")["input_ids"] == [ids["[CLS]"], ids["Hello"], ids["world"],
                                                   ids["[SEP]"]]
     assert loaded.do_lower_case is False  # the export's raw-text signature follows it
-    assert models.tokenizer_digest(loaded) != models.tokenizer_digest(
+    assert tokenization.tokenizer_digest(loaded) != tokenization.tokenizer_digest(
         BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True))
 
 
 def test_uncased_checkpoints_still_lower_case(tokenizer, tmp_path):
     folder = str(tmp_path / "uncased")
     tokenizer.save_pretrained(folder)
-    loaded = models.load_tokenizer(folder, str(tmp_path))
+    loaded = tokenization.load_tokenizer(folder, str(tmp_path))
     assert loaded.do_lower_case is True
     assert loaded("W2 w4")["input_ids"] == tokenizer("w2 w4")["input_ids"]

@@ -133,7 +133,7 @@ def test_file_that_is_not_utf8_names_file_and_line(tmp_path, reader):
 
 
 def test_tiny_teacher_vocab_covers_every_training_word():
-    from kd_keras import models
+    from kd_keras import tokenization
 
     texts = ["Hello, World!", "naïve café x", "hello again"]
     tokens = build_vocab(texts)
@@ -142,7 +142,7 @@ def test_tiny_teacher_vocab_covers_every_training_word():
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "vocab.txt")
         write_vocab(path, tokens)
-        tokenizer = models.load_tokenizer(path, folder)
+        tokenizer = tokenization.load_tokenizer(path, folder)
     # Unseen words of seen characters (accents are stripped, as BERT-uncased does).
     for text in texts + ["a cave ahead, NAIVE"]:
         assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"], text
@@ -180,3 +180,34 @@ def test_prediction_files_carry_label_names_and_probabilities(tmp_path):
         "index\tprediction", "0\t0.250000", "1\t1.500000"]
     with pytest.raises(ValueError, match="unknown file type '.txt'"):
         predictions.check_output_format("out.txt")
+
+
+def test_a_run_reads_each_of_its_files_once(tmp_path, monkeypatch):
+    """The labels, the tiny teacher's vocabulary and the tokenized splits all come from
+    one reading of the training file (three before) and one of the dev file."""
+    from kd_keras import config as config_lib, distribute
+    from kd_keras.data import own_files
+    from kd_keras.pipeline import context, inputs
+
+    train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
+    train.write_text("text,label\nw1 w2 up,pos\nw3 down,neg\nw4 up w5,pos\n", encoding="utf-8")
+    dev.write_text("text,label\nw2 up,pos\nw5 down,neg\n", encoding="utf-8")
+    reads = []
+    real = own_files.read_own_rows
+    monkeypatch.setattr(own_files, "read_own_rows",
+                        lambda path, *args: reads.append(os.path.basename(path))
+                        or real(path, *args))
+    config = config_lib.RunConfig(
+        data=config_lib.DataConfig(task="custom", train_file=str(train), dev_file=str(dev),
+                                   text_fields=("text",), label_field="label",
+                                   max_seq_length=16),
+        model=config_lib.ModelConfig(teacher="tiny"),
+        train=config_lib.TrainConfig(model_dir=str(tmp_path / "run")))
+    run = context.RunContext(config, distribute.SingleProcess(), str(tmp_path / "run"),
+                             str(tmp_path / "run"))
+    task_inputs = inputs.TaskInputs(config)
+    tokenizer = inputs.load_tokenizer(run, task_inputs)  # its vocabulary: the train texts
+    task = inputs.load_task_data(run, task_inputs, tokenizer)
+    assert task.spec.labels == ("neg", "pos") and list(task.train.labels) == [1, 0, 1]
+    assert "down" in tokenizer.get_vocab() and list(task.dev.labels) == [1, 0]
+    assert sorted(reads) == ["dev.csv", "train.csv"]

@@ -63,10 +63,10 @@ def test_results_use_the_users_labels_metrics_and_majority_class(example):
 
 
 def student_logits(model_dir, texts):
-    from kd_keras import models
+    from kd_keras import models, tokenization
 
     student = models.load_pretrained(os.path.join(model_dir, "student"), 3, model_dir)
-    tokenizer = models.load_tokenizer(os.path.join(model_dir, "student"), model_dir)
+    tokenizer = tokenization.load_tokenizer(os.path.join(model_dir, "student"), model_dir)
     features = tokenize([Example(t, None, 0) for t in texts], tokenizer, 32)
     return np.asarray(student({k: tf.constant(v) for k, v in features.padded().items()}))
 

@@ -12,7 +12,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from kd_keras import callbacks, summaries
+from kd_keras import summaries, tensorboard_logs
 
 
 def read(log_dir):
@@ -54,7 +54,7 @@ def test_event_writer_scalars_text_image_hparams(tmp_path):
 
 
 def test_tensorboard_callback_keeps_keras_layout(tmp_path):
-    callback = callbacks.TensorBoard(str(tmp_path))
+    callback = tensorboard_logs.TensorBoard(str(tmp_path))
     optimizer = keras.optimizers.SGD(learning_rate=0.5)
     callback.set_model(types.SimpleNamespace(optimizer=optimizer))
     callback.on_epoch_end(0, {"loss": 1.5, "stage": 1.0, "val_loss": 2.0, "val_f1": 0.75})

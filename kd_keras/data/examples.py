@@ -6,13 +6,10 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Union
 
+from kd_keras.errors import DataError  # noqa: F401  (what every reader raises)
 from kd_keras.tasks import TaskSpec
 
 Label = Union[int, float]
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message says what to do."""
 
 
 @dataclasses.dataclass(frozen=True)

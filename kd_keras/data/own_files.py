@@ -142,16 +142,25 @@ def own_labels(rows: Sequence[OwnRow]) -> List[str]:
     return sorted(found)
 
 
-def read_own_examples(spec: TaskSpec, split: str,
-                      skip_bad_rows: bool = False) -> Tuple[List[Example], int]:
+def read_own_examples(spec: TaskSpec, split: str, skip_bad_rows: bool = False,
+                      rows: Optional[Tuple[List[OwnRow], int]] = None
+                      ) -> Tuple[List[Example], int]:
     """A split of the user's own data as examples, labels mapped to the spec's classes.
+
+    Args:
+        spec: the own-data task (tasks.from_files).
+        split: "train" or "dev".
+        skip_bad_rows: skip malformed rows and count them instead of failing.
+        rows: the split's (rows, skipped) when read_own_rows has read them already (the
+            training file's labels come from its rows): the file is not read again.
 
     Raises:
         DataError: as read_own_rows; a label that is not a number (regression) or that
             the training file never has (classification), with file and line.
     """
     path = spec.files[0 if split == "train" else 1]
-    rows, skipped = read_own_rows(path, spec.text_fields, spec.label_field, skip_bad_rows)
+    rows, skipped = rows or read_own_rows(path, spec.text_fields, spec.label_field,
+                                          skip_bad_rows)
     label_index = {label: i for i, label in enumerate(spec.labels or ())}
     examples = []
     for row in rows:

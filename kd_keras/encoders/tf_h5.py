@@ -6,9 +6,8 @@ and beta as ``weight`` and ``bias``."""
 
 from __future__ import annotations
 
-import os
 import re
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -50,12 +49,3 @@ def read_state(path: str) -> Dict[str, np.ndarray]:
                 value = np.asarray(group[_text(weight)])
                 state[name] = np.ascontiguousarray(value.T if transpose else value)
     return state
-
-
-def load_folder(folder: str, num_labels: Optional[int] = None,
-                overrides: Optional[Dict] = None):
-    """encoders.load_folder for a folder whose weights are in tf_model.h5."""
-    from kd_keras import encoders
-
-    state = read_state(os.path.join(folder, TF_WEIGHTS_FILE))
-    return encoders.load_folder(folder, num_labels, overrides, state=state)

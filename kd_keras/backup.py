@@ -1,0 +1,149 @@
+"""Backups for exact resume: everything a resumed run needs (the Distiller's backup
+variables, its position and the callbacks' bookkeeping) in one folder, written whole
+and renamed into place, restored before training continues, and removed once the run
+is done."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Dict, Optional, Tuple
+
+import keras
+import numpy as np
+
+from kd_keras import backends, distribute, files
+
+STATE_FILE, VARIABLES_FILE = "state.json", "variables.npz"
+
+
+def read_state(backup_dir: str) -> Optional[Dict]:
+    """The last backup's state (position, bookkeeping), or None when there is none."""
+    path = os.path.join(backup_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def position(backup_dir: str, steps_per_epoch: int) -> Tuple[int, int]:
+    """Where a run resumes: (epoch, batch) after the last backup, or (0, 0) without one."""
+    state = read_state(backup_dir)
+    if state is None:
+        return 0, 0
+    epoch, batch = int(state["epoch"]), int(state["batch"])
+    if batch >= steps_per_epoch:
+        return epoch + 1, 0
+    return epoch, batch
+
+
+class TrainingBackup(keras.callbacks.Callback):
+    """Backs up everything a resumed run needs, and restores it before training.
+
+    A backup is a folder, written whole to a temporary sibling and renamed: the
+    Distiller's backup_variables (student, projections, stage, optimizer, dropout
+    seed-generator states) in variables.npz, and the position (epoch, next batch) with the
+    callbacks' bookkeeping in state.json.  Only the chief writes; every worker restores
+    from the same folder.
+
+    Put it first in the callback list, so its restore comes before the other callbacks
+    read the model, and add ``closing_callback()`` last, so the epoch-end backup holds
+    the stage and bookkeeping those callbacks just updated.
+
+    Args:
+        backup_dir: folder of the backup.
+        steps_per_epoch: batches per epoch.
+        save_steps: also back up every this many optimizer steps (0: at epoch ends only).
+        writes: False on workers other than the chief.
+    """
+
+    def __init__(self, backup_dir: str, steps_per_epoch: int, save_steps: int = 0,
+                 writes: bool = True):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self.steps_per_epoch = steps_per_epoch
+        self.save_steps = save_steps
+        self.writes = writes
+        self.epoch = 0
+        self.restored = False
+
+    def restore(self) -> bool:
+        """Loads the backup into the model, if there is one (once per run)."""
+        if self.restored:
+            return False
+        self.restored = True
+        state = read_state(self.backup_dir)
+        if state is None:
+            return False
+        variables = self.model.backup_variables()
+        with np.load(os.path.join(self.backup_dir, VARIABLES_FILE)) as saved:
+            values = [saved[f"v{i}"] for i in range(len(saved.files))]
+        if len(values) != len(variables) or any(
+                tuple(v.shape) != value.shape for v, value in zip(variables, values)):
+            raise ValueError(f"The backup in {self.backup_dir} does not fit this model; "
+                             "remove it to start again.")
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        self.model.set_run_state(state["run_state"])
+        return True
+
+    def position(self) -> Tuple[int, int]:
+        """Where training continues: (epoch, batch), (0, 0) without a backup."""
+        return position(self.backup_dir, self.steps_per_epoch)
+
+    def on_train_begin(self, logs=None):
+        self.restore()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        # Counted here, not read after each batch: on JAX the variables hold their values
+        # only between epochs unless a callback syncs them (which costs a copy).
+        self.steps_before_epoch = int(keras.ops.convert_to_numpy(
+            self.model.optimizer.iterations))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.save_steps:
+            return
+        if (self.steps_before_epoch + batch + 1) % self.save_steps == 0:
+            self.save(self.epoch, self.model.first_batch + batch + 1)
+
+    def save(self, epoch: int, next_batch: int) -> None:
+        """Writes the backup: training continues at (epoch, next_batch)."""
+        if not self.writes:
+            return
+        backends.current().sync_variables(self.model)
+        variables = self.model.backup_variables()
+        arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+        with files.atomic_folder(self.backup_dir) as staging:
+            np.savez(os.path.join(staging, VARIABLES_FILE), **arrays)
+            files.write_json(os.path.join(staging, STATE_FILE),
+                             {"epoch": epoch, "batch": next_batch,
+                              "run_state": self.model.get_run_state()})
+
+    def closing_callback(self) -> keras.callbacks.Callback:
+        backup = self
+
+        class _EpochEndBackup(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                backup.save(epoch, backup.steps_per_epoch)
+
+        return _EpochEndBackup()
+
+
+def remove(backup_root: str, run_name: str, strategy) -> None:
+    """Removes a finished run's backup: nothing is left to resume.
+
+    Every worker backs up into the same backup_root (the chief's folder, which all of
+    them resume from), so only the chief removes it, and only after every worker has
+    finished writing its last backup: a worker that removed it as soon as its own fit()
+    returned deleted the other worker's checkpoint while it was being written.
+    """
+    distribute.wait_for_all_workers(strategy)
+    if not distribute.is_chief(strategy):
+        return
+    shutil.rmtree(os.path.join(backup_root, run_name), ignore_errors=True)
+    try:
+        os.rmdir(backup_root)  # only if empty: another run's backup may still be there
+    except OSError:
+        pass

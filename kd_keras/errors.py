@@ -1,0 +1,26 @@
+"""The errors a user can cause and fix.  The command line prints each as one line
+starting ``error:`` and exits with code 2 (main.py); the message says what to do."""
+
+
+class UserError(ValueError):
+    """A problem the user can fix; the message says how."""
+
+
+class DataError(UserError):
+    """Input data that cannot be used."""
+
+
+class ModelError(UserError):
+    """A model that cannot be found, loaded or matched to the other."""
+
+
+class RunMismatch(UserError):
+    """A run that does not match what its model_dir already holds."""
+
+
+class ExportError(UserError):
+    """An export that cannot be written as asked."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""

@@ -1,0 +1,95 @@
+"""One Distiller trained over its whole schedule: the optimizer, backups (resumed after
+an interruption), the NaN guard, stage control, TensorBoard."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from kd_keras import backends, backup, callbacks, optimization, tensorboard_logs
+from kd_keras.data import batching
+from kd_keras.distiller import Distiller
+from kd_keras.errors import TrainingDiverged
+from kd_keras.pipeline.context import RunContext
+from kd_keras.pipeline.inputs import TaskData
+
+
+def verbose() -> int:
+    """A progress bar on a terminal, one summary line per epoch otherwise."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: float,
+        run_name: str, extra_callbacks: List, output_dir: str,
+        teacher_logits: Optional[np.ndarray] = None) -> Dict:
+    """Compiles a Distiller and trains it over its whole schedule, one ``fit`` per epoch.
+
+    A backup in the chief's model_dir/backup/<run_name> from an interrupted run is
+    resumed: weights, optimizer, dropout states, stage, callback bookkeeping and the
+    input position all continue.  Each epoch is its own ``fit`` call (a resumed epoch runs
+    only its remaining batches), and the step is retraced between two when the stage
+    changed.
+
+    Args:
+        context: the run.
+        model: the Distiller, built in the strategy's scope.
+        task: the tokenized splits.
+        learning_rate: the peak learning rate.
+        run_name: "teacher" or "distill": the backup's and the TensorBoard run's name.
+        extra_callbacks: run after the stage controller (dev evaluation, pictures).
+        output_dir: the model folder the callbacks write; removed if the loss diverges.
+        teacher_logits: float32 [train examples, labels], computed beforehand, to go with
+            the training batches.
+
+    Returns:
+        {"history": metric -> per-epoch values, "stages": the stage history}.
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite.
+    """
+    config = context.config
+    data, train = config.data, config.train
+    steps_per_epoch = batching.batches_per_epoch(task.train.lengths, data.batch_size)
+    with context.strategy.scope():
+        model.compile(optimizer=optimization.make_optimizer(
+            learning_rate, model.schedule.max_epochs * steps_per_epoch,
+            train.warmup_proportion, train.weight_decay,
+            model.stage_start if config.distill.stage_warmup else None),
+            jit_compile=train.xla or backends.current().COMPILES_STEPS)
+        model.build_optimizer()
+    backups = backup.TrainingBackup(context.shared_path("backup", run_name), steps_per_epoch,
+                                    train.checkpoint_steps, writes=context.is_chief)
+    backups.set_model(model)
+    backups.restore()  # before the other callbacks read the stage and the bookkeeping
+    epoch, batch = backups.position()
+    if (epoch, batch) != (0, 0):
+        print(f"Resuming {run_name} from its backup at epoch {epoch + 1}, batch {batch + 1}.")
+    controller = callbacks.StageController()
+    nan_guard = callbacks.StopOnNaN()
+    # Order matters: the epoch-end backup comes after the callbacks that update the stage
+    # and the bookkeeping.
+    callback_list = ([backups, nan_guard, controller] + extra_callbacks
+                     + [tensorboard_logs.TensorBoard(context.path("logs", run_name)),
+                        backups.closing_callback()])
+
+    def epoch_data(first_epoch: int, first_batch: int):
+        return backends.make_dataset(task.train, data.batch_size, training=True,
+                                     seed=train.seed, teacher_logits=teacher_logits,
+                                     epochs=first_epoch + 1, start_epoch=first_epoch,
+                                     start_batch=first_batch)
+
+    dev = backends.make_dataset(task.dev, data.eval_batch_size, training=False)
+    history = model.fit_schedule(epoch_data, steps_per_epoch, callback_list, dev,
+                                 start_epoch=epoch, start_batch=batch, verbose=verbose())
+    backup.remove(context.shared_path("backup"), run_name, context.strategy)
+    if nan_guard.failed_at is not None:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        failed_epoch, failed_batch = nan_guard.failed_at
+        raise TrainingDiverged(
+            f"the {run_name} loss became NaN or infinite at epoch {failed_epoch}, batch "
+            f"{failed_batch}; lower --{'teacher_' if run_name == 'teacher' else ''}"
+            f"learning_rate (now {learning_rate:g}) or the loss weights, and run again.")
+    return {"history": history, "stages": controller.history}
