@@ -14,6 +14,7 @@ MODES = ("pipeline", "train_teacher", "distill", "evaluate", "predict", "export"
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 SCHEDULES = ("all", "pid", "sid", "kd", "finetune")  # schedules.build makes their stages
+AUGMENT_METHODS = ("embedding", "delete_swap")  # data.augment
 TINY_TEACHER = "tiny"
 DEMO_MODEL_DIR = "/tmp/kd_keras_demo"
 
@@ -66,6 +67,27 @@ class DataConfig:
     predict_file: Optional[str] = option(
         None, "predict mode: GLUE tasks: a TSV in the task's dev format; own data: a "
         ".csv/.tsv/.jsonl file with the text fields.")
+    transfer_file: Optional[str] = option(
+        None, "Text without labels to distil on as well (in-domain text beyond the labelled "
+        "set): .csv / .tsv (header row) or .jsonl with the --transfer_fields.  The student "
+        "learns the teacher's internal representations and soft labels on it; the gold-"
+        "label term reads only labelled examples.")
+    transfer_fields: Tuple[str, ...] = option(
+        (), "The --transfer_file fields holding the text (two for pair tasks); default: "
+        "--text_fields.")
+    transfer_task: Optional[str] = option(
+        None, "A GLUE task whose training sentences (labels dropped) are transfer text; "
+        "from --data_dir or TFDS like the task's own.  The run's own task: its training "
+        "examples beyond --max_train_examples.")
+    max_transfer_examples: Optional[int] = option(None, "Use only the first N transfer "
+                                                  "examples.")
+    augment: int = option(0, "Write this many augmented copies of each training text "
+                          "(unlabelled, distilled on like transfer text), once, into the "
+                          "cache folder.")
+    augment_method: str = option(
+        "embedding", "embedding: words replaced by their nearest neighbours in the "
+        "teacher's input-embedding space (offline, any checkpoint); delete_swap: words "
+        "deleted and swapped at random (a cheap baseline).", choices=AUGMENT_METHODS)
     output_file: Optional[str] = option(None, "predict mode: where predictions go (own data: "
                                         ".csv, .tsv or .jsonl, with the class probabilities).")
 
@@ -73,6 +95,11 @@ class DataConfig:
     def own_data(self) -> bool:
         """True when the examples come from the user's own files."""
         return self.train_file is not None
+
+    @property
+    def adds_text(self) -> bool:
+        """True when the student also distils on text without labels."""
+        return bool(self.transfer_file or self.transfer_task or self.augment)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +285,7 @@ def validate(config: RunConfig) -> RunConfig:
         raise ValueError("--speed_seconds must be 0 or more.")
     if not 0.0 <= config.train.warmup_proportion < 1.0:
         raise ValueError("--warmup_proportion must be in [0, 1).")
+    _validate_added_text(config)
     unknown = [name for name in config.distill.internal_losses
                if name not in terms.INTERNAL_TERMS]
     if unknown or not config.distill.internal_losses:
@@ -271,6 +299,24 @@ def validate(config: RunConfig) -> RunConfig:
     if not config.train.model_dir:
         raise ValueError("--model_dir is empty; name a folder or leave it unset.")
     return config
+
+
+def _validate_added_text(config: RunConfig) -> None:
+    data = config.data
+    if data.augment < 0:
+        raise ValueError(f"--augment must be 0 or more, got {data.augment}.")
+    if not data.adds_text:
+        return
+    if config.distill.schedule == "finetune":
+        raise ValueError("--schedule=finetune learns from gold labels alone; transfer text "
+                         "and --augment need a teacher (another --schedule).")
+    if data.transfer_file and data.transfer_task:
+        raise ValueError("Pass --transfer_file or --transfer_task, not both.")
+    if data.transfer_task:
+        get_task(data.transfer_task)
+    if data.transfer_file and not (data.transfer_fields or data.text_fields):
+        raise ValueError("--transfer_file needs --transfer_fields: the field holding the "
+                         "text, or two comma-separated fields for pairs.")
 
 
 def _validate_own_data(data: DataConfig) -> None:

@@ -26,6 +26,7 @@ import keras
 from keras import ops
 
 from kd_keras import backends, callbacks as callbacks_lib, terms as terms_lib
+from kd_keras.data.batching import Batch
 from kd_keras.encoders import EncoderClassifier, EncoderOutputs
 from kd_keras.errors import ModelError
 from kd_keras.schedules import Schedule, Stage
@@ -314,7 +315,8 @@ class Distiller(keras.Model):
         return outputs
 
     def compute_terms(self, x: Dict, y, active: Sequence[Term],
-                      teacher: Optional[EncoderOutputs], training: bool):
+                      teacher: Optional[EncoderOutputs], training: bool,
+                      label_weights=None):
         """Per-example loss terms.
 
         Args:
@@ -323,6 +325,8 @@ class Distiller(keras.Model):
             active: the terms to compute.
             teacher: teacher_outputs(x, active).
             training: student dropout on.
+            label_weights: float [batch], 0 where an example has no label (the gold-label
+                term skips it), or None.
 
         Returns:
             (total float32 [batch], term name -> float32 [batch], student logits or None).
@@ -333,6 +337,8 @@ class Distiller(keras.Model):
             with_logits=needs.student_logits, output_attentions=needs.attentions,
             cls_only_last=needs.student_cls_only)
         batch = dict(x, labels=y)
+        if label_weights is not None:
+            batch["label_weights"] = label_weights
         values, total = {}, 0.0
         # Under a mixed precision policy the models compute in float16 / bfloat16; every
         # loss is taken in float32 (the terms cast their inputs).
@@ -343,22 +349,27 @@ class Distiller(keras.Model):
         logits = None if student.logits is None else ops.cast(student.logits, "float32")
         return total, values, logits
 
-    def update_metrics(self, total, values, y, logits, weights=None, stage=None) -> Dict:
+    def update_metrics(self, total, values, batch: Batch, logits, stage=None) -> Dict:
         """Adds a batch to the running means and returns the step's logs.
 
         Args:
             total: float32 [batch]; values: term name -> float32 [batch].
-            y: labels [batch]; logits: float32 [batch, labels] or None.
-            weights: float [batch], 0 for filler rows, or None (all 1).
+            batch: the batch (its labels, example weights and label weights).
+            logits: the student's, float32 [batch, labels], or None.
             stage: the stage_index a train step ran (its value in the step's state), or
                 None; logged 1-based as "stage".
         """
+        weights = batch.weights
         self.trackers["loss"].update_state(total, sample_weight=weights)
         for name, value in values.items():
             self.trackers[name].update_state(value, sample_weight=weights)
         results = {name: self.trackers[name].result() for name in ["loss", *values]}
         if self.accuracy is not None and logits is not None:
-            self.accuracy.update_state(y, logits, sample_weight=weights)
+            labelled = batch.label_weights
+            if labelled is not None:  # accuracy counts the examples that have a label
+                labelled = labelled if weights is None else labelled * weights
+            self.accuracy.update_state(batch.labels, logits,
+                                       sample_weight=weights if labelled is None else labelled)
             results["accuracy"] = self.accuracy.result()
         if stage is not None:
             results["stage"] = ops.cast(stage, "float32") + 1.0

@@ -63,6 +63,14 @@ def describe(config: config_lib.RunConfig, tokenizer_digest: Optional[str] = Non
         identity["method"] = {"internal_losses": list(config.distill.internal_losses),
                               "freeze_lower_layers": config.distill.freeze_lower_layers,
                               "stage_warmup": config.distill.stage_warmup}
+        identity["added_text"] = {
+            "transfer_file": os.path.abspath(d.transfer_file) if d.transfer_file else None,
+            "transfer_fields": list(d.transfer_fields or d.text_fields)
+            if d.transfer_file else None,
+            "transfer_task": d.transfer_task,
+            "max_transfer_examples": d.max_transfer_examples,
+            "augment": d.augment, "augment_method": d.augment_method if d.augment else None,
+            "augment_seed": config.train.seed if d.augment else None}
     if tokenizer_digest is not None:
         identity["tokenizer"] = tokenizer_digest
     if labels is not None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
+from keras import ops
+
 from kd_keras import losses
 
 # What a term can read from a model's forward pass.
@@ -78,7 +80,8 @@ class SoftLabel(Term):
 
 @dataclasses.dataclass(frozen=True)
 class HardLabel(Term):
-    """Cross-entropy with the gold labels (squared error to the gold score)."""
+    """Cross-entropy with the gold labels (squared error to the gold score); 0 for an
+    example without a label (batch["label_weights"] 0)."""
 
     name: str = "hard"
     needs: frozenset = frozenset({LOGITS})
@@ -87,8 +90,12 @@ class HardLabel(Term):
 
     def __call__(self, teacher, student, batch, projection=None):
         if self.regression:
-            return losses.regression_mse(batch["labels"], student.logits, reduction="none")
-        return losses.hard_label_ce(batch["labels"], student.logits, reduction="none")
+            loss = losses.regression_mse(batch["labels"], student.logits, reduction="none")
+        else:
+            loss = losses.hard_label_ce(batch["labels"], student.logits, reduction="none")
+        if "label_weights" in batch:  # 0 for text without a label
+            loss = loss * ops.cast(batch["label_weights"], loss.dtype)
+        return loss
 
 
 @dataclasses.dataclass(frozen=True)

@@ -286,6 +286,30 @@ def gpu_section(summary: dict) -> list:
     return lines + [""]
 
 
+def augment_section(result: dict) -> list:
+    """What text without labels costs (scripts/bench_augment.py)."""
+    cpu = result["cpu"]
+    lines = [f"## Text without labels: augmentation and a longer epoch ({cpu['model']}, "
+             f"{cpu['isa']})", "",
+             f"{result['date']}, `scripts/bench_augment.py`: {result['examples']} "
+             f"{result['data']} examples, {result['copies']} copies each, the "
+             f"{result['teacher']}'s vocabulary and embeddings; epochs of sid's first "
+             f"stage (3-layer student), batch {result['batch_size']}.", "",
+             "| measurement | s | examples/s |", "|---|---:|---:|"]
+    lines += [f"| {name} | {value['seconds']:,.2f} | {value['examples_per_second']:,.1f} |"
+              for name, value in result["timings"].items()]
+    timings = result["timings"]
+    writing = timings["augment_embedding"]["seconds"] + timings["tokenize_copies"]["seconds"]
+    lines += ["", f"An epoch over the labelled examples and their copies takes "
+              f"**{result['epoch_ratio']:.2f}x** the labelled epoch, for "
+              f"{result['data_ratio']}x the examples. Writing and tokenizing the copies "
+              f"(embedding method) took {writing:,.1f} s, "
+              f"{writing / timings['epoch_with_copies']['seconds']:.2f}x one such epoch; "
+              "it is done once per data, method, copies and seed (reruns read it back).",
+              ""]
+    return lines
+
+
 def write_markdown() -> str:
     """Rebuilds BENCHMARKS.md from every JSON result in benchmarks/."""
     found = {}
@@ -384,6 +408,8 @@ def write_markdown() -> str:
         lines += jax_section(found[key], found.get(f"backends_{key[4:]}"))
     for key in sorted(k for k in found if k.startswith("gpu_")):
         lines += gpu_section(found[key])
+    for key in sorted(k for k in found if k.startswith("augment@")):
+        lines += augment_section(found[key])
     notes = os.path.join(BENCH_DIR, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as handle:

@@ -4,7 +4,9 @@
 
 writes ``train.csv`` and ``dev.csv`` (columns ``id,review,sentiment``; the classes
 positive, negative and neutral in a 5 : 3 : 2 mix, so the majority class is a baseline
-worth showing) and ``new.jsonl`` (reviews without labels, for ``--mode=predict``).  The texts
+worth showing), ``new.jsonl`` (reviews without labels, for ``--mode=predict``) and
+``unlabelled.csv`` (as many more reviews, column ``review`` only, for
+``--transfer_file``).  The texts
 are generated from word lists with a fixed seed: the same files every time.
 """
 
@@ -51,7 +53,7 @@ def rows(count: int, seed: int):
 
 
 def write_example(folder: str, train_size: int = 1200, dev_size: int = 300) -> None:
-    """Writes train.csv, dev.csv and new.jsonl into folder."""
+    """Writes train.csv, dev.csv, new.jsonl and unlabelled.csv into folder."""
     os.makedirs(folder, exist_ok=True)
     for name, count, seed in (("train.csv", train_size, 1), ("dev.csv", dev_size, 2)):
         with open(os.path.join(folder, name), "w", newline="", encoding="utf-8") as handle:
@@ -61,6 +63,11 @@ def write_example(folder: str, train_size: int = 1200, dev_size: int = 300) -> N
     with open(os.path.join(folder, "new.jsonl"), "w", encoding="utf-8") as handle:
         for _, text, _ in rows(5, 3):
             handle.write(json.dumps({"review": text}) + "\n")
+    with open(os.path.join(folder, "unlabelled.csv"), "w", newline="",
+              encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["review"])
+        writer.writerows([text] for _, text, _ in rows(train_size, 4))
 
 
 def main() -> int:
@@ -69,7 +76,7 @@ def main() -> int:
         print("usage: python scripts/make_example_data.py OUTPUT_FOLDER", file=sys.stderr)
         return 2
     write_example(sys.argv[1])
-    print(f"Wrote {sys.argv[1]}/train.csv, dev.csv and new.jsonl.")
+    print(f"Wrote {sys.argv[1]}/train.csv, dev.csv, new.jsonl and unlabelled.csv.")
     return 0
 
 

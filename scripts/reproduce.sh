@@ -17,6 +17,11 @@
 # PRECISION (--mixed_precision, default mixed_bfloat16), PYTHON (default python),
 # TASKS, SEEDS, METHODS, SWEEP_LAYERS, SWEEP_METHODS override the lists below
 # (SWEEP_LAYERS="" skips the depth sweep, which only runs when its task is among TASKS).
+# Text without labels (issue #30): a task "<task>-<N>" keeps N labelled training examples
+# (teacher included) and takes the rest of the training set as transfer text; the methods
+# "<method>_aug" (kd_aug, sid_aug, ...) add that transfer text, where there is some, and
+# AUGMENT (default 4) augmented copies of each training text (AUGMENT_METHOD, default
+# embedding), e.g. TASKS="mrpc-500 rte" METHODS="kd sid kd_aug sid_aug".
 # A task's teacher is fine-tuned only when one of its runs is still missing from RECORD.
 #
 # Several copies may run at once on one OUT, to use cores that one training process
@@ -31,6 +36,8 @@ OUT=${OUT:-runs/study}
 RECORD=${RECORD:-$OUT}
 PRECISION=${PRECISION:-mixed_bfloat16}
 METHODS=${METHODS:-"finetune kd all pid sid sid_kd"}
+AUGMENT=${AUGMENT:-4}
+AUGMENT_METHOD=${AUGMENT_METHOD:-embedding}
 
 if [[ "${REDUCED:-0}" == "1" ]]; then
   TASKS=${TASKS:-synthetic}
@@ -76,6 +83,24 @@ method_flags() {  # method, student layers
   esac
 }
 
+# A task folder "<task>-<N>": the task with N labelled training examples.
+task_flags() {
+  if [[ $1 =~ ^(.+)-([0-9]+)$ ]]; then
+    echo "--task=${BASH_REMATCH[1]} --max_train_examples=${BASH_REMATCH[2]}"
+  else
+    echo "--task=$1"
+  fi
+}
+
+# What a method "<method>_aug" adds: the rest of a "<task>-<N>" training set as transfer
+# text, and augmented copies of the training texts.
+added_flags() {  # task, method
+  [[ $2 == *_aug ]] || return 0
+  local transfer=""
+  [[ $1 =~ ^(.+)-([0-9]+)$ ]] && transfer="--transfer_task=${BASH_REMATCH[1]}"
+  echo "$transfer --augment=$AUGMENT --augment_method=$AUGMENT_METHOD"
+}
+
 KEPT_FILES="results.json dev_predictions.npz teacher/kd_keras_task.json"
 
 recorded() {  # folder under OUT: true when RECORD holds its results
@@ -119,8 +144,8 @@ teacher() {  # task: fine-tuned once into OUT, when a run of the task still need
   [[ -f $marker ]] && return 0
   lock "$OUT/$1/teacher" wait
   # shellcheck disable=SC2046
-  [[ -f $marker ]] || run "$OUT/$1/teacher" --task="$1" --mode=train_teacher \
-    --cache_dir="$OUT/$1/cache" $(teacher_flags "$1")
+  [[ -f $marker ]] || run "$OUT/$1/teacher" $(task_flags "$1") --mode=train_teacher \
+    --cache_dir="$OUT/$1/cache" $(teacher_flags "${1%-*}")
   unlock
 }
 
@@ -140,10 +165,11 @@ student() {  # task, method, layers, seed
   # distill: fine-tuned teacher in, best student, its evaluation and results.json out
   # (the study needs no SavedModel export).
   # shellcheck disable=SC2046
-  run "$folder" --task="$task" --mode=distill \
+  run "$folder" $(task_flags "$task") --mode=distill \
     --cache_dir="$OUT/$task/cache" \
     --teacher="$OUT/$task/teacher/teacher" --teacher_finetuned \
-    --student_layers="$layers" --seed="$seed" $(method_flags "$method" "$layers")
+    --student_layers="$layers" --seed="$seed" $(method_flags "${method%_aug}" "$layers") \
+    $(added_flags "$task" "$method")
   unlock
 }
 

@@ -28,6 +28,14 @@ from kd_keras.tasks import get_task  # noqa: E402
 METHOD_NAMES = {"finetune": "student fine-tuned alone", "kd": "standard KD",
                 "all": "internal KD, all layers at once", "pid": "internal KD, pid",
                 "sid": "internal KD, sid", "sid_kd": "internal KD, sid + soft labels every stage"}
+# "<method>_aug": the method with the task's text without labels (scripts/reproduce.sh).
+METHOD_NAMES.update({f"{method}_aug": f"{name} + added text"
+                     for method, name in list(METHOD_NAMES.items()) if method != "finetune"})
+
+
+def task_spec(folder_name: str):
+    """The task of a study folder: "mrpc", or "mrpc-500" (MRPC with 500 labels)."""
+    return get_task(re.sub(r"-\d+$", "", folder_name))
 RUN_NAME = re.compile(r"^(?P<method>[a-z_]+)_L(?P<layers>\d+)_s(?P<seed>\d+)$")
 
 
@@ -121,7 +129,7 @@ def gap_to_kd(metric: str, metric_names, labels, method_runs, kd_runs, samples: 
 
 
 def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[str]:
-    spec = get_task(task)
+    spec = task_spec(task)
     names = reported_metrics(spec)
     main = names[0]
     runs = [r for r in runs if r["layers"] == layers]
@@ -169,11 +177,13 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
                  for v in values.values()]
         kls = [r["results"]["student"].get("attention_kl_mean") for r in group]
         kl = f"{np.mean(kls):.3f}" if all(k is not None for k in kls) else ""
+        # Methods with added text are compared with standard KD on the same text.
+        reference = "kd_aug" if method.endswith("_aug") and "kd_aug" in by_method else "kd"
         interval = ""
-        if method == "kd":
+        if method == reference:
             interval = "(reference)"
-        elif "kd" in by_method:
-            interval = gap_to_kd(main, names, labels, group, by_method["kd"], samples)
+        elif reference in by_method:
+            interval = gap_to_kd(main, names, labels, group, by_method[reference], samples)
         lines.append(f"| {METHOD_NAMES[method]} | {len(group)} | " + " | ".join(cells)
                      + f" | {kl} | {interval} |")
     student = first["student"]
@@ -191,7 +201,7 @@ def task_table(task: str, runs: List[Dict], layers: int, samples: int) -> List[s
 def depth_table(task: str, runs: List[Dict], samples: int) -> List[str]:
     """Markdown rows of the depth sweep: the swept methods' dev scores per student depth,
     and each method's difference to standard KD with its paired-bootstrap 95% interval."""
-    spec = get_task(task)
+    spec = task_spec(task)
     names = reported_metrics(spec)
     main = names[-1]  # accuracy where the task reports it: F1's majority baseline is high
     depths = {}  # method -> layers -> runs
@@ -231,7 +241,7 @@ def depth_figure(runs: List[Dict], task: str, path: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    spec = get_task(task)
+    spec = task_spec(task)
     names = reported_metrics(spec)
     points = {}  # method -> student layers -> list of {metric: dev score} over seeds
     for run in runs:
@@ -288,7 +298,7 @@ def main() -> int:
             lines += [f"**Warning:** {task} runs {', '.join(mixed)} distilled another "
                       "teacher than the first run; rerun them with the same teacher.", ""]
         lines += task_table(task, runs, layers, args.bootstrap_samples)
-        lines += teacher_line(task_dir, get_task(task).metrics[0])
+        lines += teacher_line(task_dir, task_spec(task).metrics[0])
         if task == args.sweep_task:
             sweep_runs = runs
             lines += depth_table(task, runs, args.bootstrap_samples)

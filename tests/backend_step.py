@@ -11,7 +11,8 @@ warm-up restarted at its start (--stage_warmup) -- runs one
 AdamW train step from the same starting weights with dropout off and writes every loss
 term the step reported and the student's weights after it to OUT.npz.  On JAX also the
 `all` step on the batch filled up with zero-weight rows ("all_filled"), as JAX's numpy
-batches fill a short batch (both backends take example weights).
+batches fill a short batch (both backends take example weights), and on the batch with
+two examples without a label ("all_unlabelled").
 """
 
 import os
@@ -103,6 +104,9 @@ def main(weights_path, out_path):
     x_filled, y_filled, weights = filled(x, y)
     one_step("all_filled", "all", 0, False, False, weights_path, x_filled, y_filled, found,
              sample_weight=weights)
+    # Text without labels (transfer text, augmented copies): the last two examples.
+    unlabelled = {"labels": y, "label_weights": np.array([1, 1, 1, 1, 0, 0], np.float32)}
+    one_step("all_unlabelled", "all", 0, False, False, weights_path, x, unlabelled, found)
     np.savez(out_path, backend=keras.backend.backend(), **found)
 
 

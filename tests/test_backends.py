@@ -56,6 +56,10 @@ def test_one_step_gives_the_same_terms_and_weights_on_tensorflow_and_jax(tmp_pat
         for run in (on_jax, on_tf):
             np.testing.assert_allclose(run[name], on_tf[name.replace("all_filled/", "all/")],
                                        atol=1e-5, err_msg=name)
+    # Two examples without a label: the gold-label term reads the other four alone.
+    assert abs(float(on_tf["all_unlabelled/hard"]) - float(on_tf["all/hard"])) > 1e-4
+    assert float(on_tf["all_unlabelled/soft"]) == pytest.approx(float(on_tf["all/soft"]),
+                                                                abs=1e-6)
     # With the lower layers frozen, pid's stage 2 left the embeddings alone on both.
     np.testing.assert_array_equal(on_jax["pid_stage_2_frozen/weight0"], start["s0"])
     np.testing.assert_array_equal(on_tf["pid_stage_2_frozen/weight0"], start["s0"])

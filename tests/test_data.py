@@ -8,7 +8,8 @@ import pytest
 
 from kd_keras import backends, net, tasks
 from kd_keras.data.batching import batches_per_epoch, epoch_batches, plan_batches
-from kd_keras.data.examples import DataError, Example, splits
+from kd_keras.data.examples import Example, splits
+from kd_keras.errors import DataError
 from kd_keras.data.features import FEATURE_NAMES, tokenize
 from kd_keras.data.glue import load_tfds, tfds_label_map
 from kd_keras.data.sources import load_examples
@@ -239,10 +240,11 @@ def test_numpy_batches_hold_the_tf_data_batches_padded_to_16_and_filled(syntheti
         plan = plan_batches(synthetic_features.lengths, 7, training, 5, 2, 0, 0)
         numpy_batches = jax_backend.batches(synthetic_features, plan, 7, logits)
         assert len(numpy_batches) == len(tf_batches)
-        assert any(len(y) < 7 for _, (y, _) in tf_batches)  # some short batch gets filled
+        assert any(len(t["labels"]) < 7 for _, t in tf_batches)  # a short batch gets filled
         shapes = set()
-        for (x, (y, cached)), (x_np, (y_np, cached_np), weights) in zip(tf_batches,
-                                                                       numpy_batches):
+        for (x, targets), (x_np, targets_np, weights) in zip(tf_batches, numpy_batches):
+            y, cached = targets["labels"], targets["teacher_logits"]
+            y_np, cached_np = targets_np["labels"], targets_np["teacher_logits"]
             real = len(y)
             assert set(x) == set(x_np) == set(FEATURE_NAMES)  # model inputs only
             assert len(y_np) == 7 and list(weights) == [1.0] * real + [0.0] * (7 - real)

@@ -513,3 +513,32 @@ def test_clipnorm_measures_each_gradient_with_repeated_token_ids_summed():
     for k, v in enumerate(variables):
         np.testing.assert_allclose(v.numpy(), expected[k], atol=1e-6, err_msg=v.path)
     assert np.abs(variables[words].numpy()[7] - expected[words][7]).max() < 1e-6
+
+
+def test_examples_without_a_label_train_on_the_teacher_alone():
+    """The gold-label term reads only labelled examples (label weight 1): an unlabelled
+    example's label changes neither the loss nor the update, and accuracy counts the
+    labelled ones."""
+    teacher = tiny_teacher(seed=7, dropout=0.0)
+    x, y = make_batch()  # 5 examples
+    labelled = np.array([1, 1, 1, 0, 0], np.float32)
+    model = make_distiller(teacher, "kd")
+    active = model.terms
+    given = model.teacher_outputs(x, active)
+    _, plain, _ = model.compute_terms(x, y, active, given, False)
+    _, masked, logits = model.compute_terms(x, y, active, given, False, labelled)
+    np.testing.assert_allclose(np.asarray(masked["hard"]),
+                               np.asarray(plain["hard"]) * labelled, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(masked["soft"]), np.asarray(plain["soft"]))
+    other = np.asarray(y).copy()
+    other[3:] = 1 - other[3:]  # other labels on the unlabelled examples only
+    after = []
+    for labels in (np.asarray(y), other):
+        model = make_distiller(teacher, "kd")
+        logs = model.train_on_batch(x, {"labels": labels, "label_weights": labelled},
+                                    return_dict=True)
+        after.append([w.numpy() for w in model.student.trainable_weights])
+    for a, b in zip(*after):
+        np.testing.assert_array_equal(a, b)
+    right = (np.argmax(np.asarray(logits), -1) == np.asarray(y))[:3]
+    assert logs["accuracy"] == pytest.approx(right.mean())

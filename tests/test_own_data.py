@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from kd_keras import metrics, predictions, tasks
-from kd_keras.data.examples import DataError, Example
+from kd_keras.data.examples import Example
+from kd_keras.errors import DataError
 from kd_keras.data.own_files import own_labels, read_own_rows
 from kd_keras.data.sources import load_examples
 from kd_keras.data.vocab import SPECIAL_TOKENS, build_vocab, write_vocab

@@ -34,8 +34,13 @@ def run_flags(source, folder, backend="tensorflow"):
     if source == "synthetic":
         return ["--task=synthetic", "--synthetic_size=256", *model]
     make_example_data.write_example(folder, train_size=256, dev_size=64)
+    # own_data_added: 128 labelled reviews, 128 more as transfer text, one augmented copy
+    # of each labelled one (written once, read back by the rerun).
+    added = (["--max_train_examples=128", f"--transfer_file={folder}/unlabelled.csv",
+              "--max_transfer_examples=128", "--augment=1"]
+             if source == "own_data_added" else [])
     return [f"--train_file={folder}/train.csv", f"--dev_file={folder}/dev.csv",
-            "--text_fields=review", "--label_field=sentiment", *model]
+            "--text_fields=review", "--label_field=sentiment", *added, *model]
 
 
 def student_weights(model_dir):
@@ -114,10 +119,11 @@ def kill_mid_epoch(start, run, model_dir, epoch, batch):
     return seen
 
 
-# The own-data variant runs the same check on CSV files (both sources end in the same
-# Features and make_dataset); it is left out of the default suite for CI's time:
-# run it with KD_KERAS_LONG_TESTS=1.
-SOURCES = ["synthetic"] + (["own_data"] if os.environ.get("KD_KERAS_LONG_TESTS") else [])
+# The own-data variants run the same check on CSV files (both sources end in the same
+# Features and make_dataset), the second with transfer text and augmented copies; they
+# are left out of the default suite for CI's time: run them with KD_KERAS_LONG_TESTS=1.
+SOURCES = ["synthetic"] + (["own_data", "own_data_added"]
+                           if os.environ.get("KD_KERAS_LONG_TESTS") else [])
 
 
 @pytest.mark.parametrize("source", SOURCES)

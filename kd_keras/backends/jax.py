@@ -61,12 +61,12 @@ def sync_variables(model) -> None:
 # --------------------------------------------------------------------------- steps
 
 
-def _metrics(model, metric_values: Sequence, total, values, labels, logits, weights,
+def _metrics(model, metric_values: Sequence, total, values, batch, logits,
              stage=None) -> Tuple:
     """Updates the model's trackers from their values in state: (logs, new values)."""
     variables = model.metrics_variables
     with keras.StatelessScope(state_mapping=list(zip(variables, metric_values))) as scope:
-        logs = model.update_metrics(total, values, labels, logits, weights, stage)
+        logs = model.update_metrics(total, values, batch, logits, stage)
     return logs, _current(scope, variables, metric_values)
 
 
@@ -84,7 +84,7 @@ def train_step(model, state: Tuple, data) -> Tuple:
         (logs, new state).
     """
     trainable, non_trainable, optimizer_values, metric_values = state
-    x, labels, weights, teacher_logits = batching.unpack(data)
+    batch = batching.unpack(data)
     active = model.terms
     trainable_variables = model.trainable_variables
     non_trainable_variables = model.non_trainable_variables
@@ -92,11 +92,12 @@ def train_step(model, state: Tuple, data) -> Tuple:
     def loss_and_updates(trainable_values):
         with keras.StatelessScope(state_mapping=model_mapping(
                 model, trainable_values, non_trainable)) as scope:
-            teacher = model.teacher_outputs(x, active, teacher_logits)
-            total, values, logits = model.compute_terms(x, labels, active, teacher,
-                                                        training=True)
+            teacher = model.teacher_outputs(batch.features, active, batch.teacher_logits)
+            total, values, logits = model.compute_terms(batch.features, batch.labels,
+                                                        active, teacher, True,
+                                                        batch.label_weights)
         # The batch is global (under keras.distribution jit shards it over the devices).
-        loss = losses.batch_mean(total, weights)
+        loss = losses.batch_mean(total, batch.weights)
         with keras.StatelessScope(state_mapping=list(zip(model.optimizer.variables,
                                                          optimizer_values))):
             scaled = model.optimizer.scale_loss(loss)
@@ -118,8 +119,8 @@ def train_step(model, state: Tuple, data) -> Tuple:
     optimizer_values = _current(scope, model.optimizer.variables, optimizer_values)
 
     stage = dict(zip(map(id, non_trainable_variables), non_trainable))[id(model.stage_index)]
-    logs, metric_values = _metrics(model, metric_values, total, values, labels, logits,
-                                   weights, stage)
+    logs, metric_values = _metrics(model, metric_values, total, values, batch, logits,
+                                   stage)
     return logs, (trainable, non_trainable, optimizer_values, metric_values)
 
 
@@ -127,20 +128,20 @@ def test_step(model, state: Tuple, data) -> Tuple:
     """The evaluation terms on one batch: (logs, new state), state as in train_step
     without the optimizer's values."""
     trainable, non_trainable, metric_values = state
-    x, labels, weights, _ = batching.unpack(data)
+    batch = batching.unpack(data)
     active = model.evaluation_terms
     with keras.StatelessScope(state_mapping=model_mapping(model, trainable, non_trainable)):
         total, values, logits = model.compute_terms(
-            x, labels, active, model.teacher_outputs(x, active), training=False)
-    logs, metric_values = _metrics(model, metric_values, total, values, labels, logits,
-                                   weights)
+            batch.features, batch.labels, active,
+            model.teacher_outputs(batch.features, active), False, batch.label_weights)
+    logs, metric_values = _metrics(model, metric_values, total, values, batch, logits)
     return logs, (trainable, non_trainable, metric_values)
 
 
 def predict_step(model, state: Tuple, data) -> Tuple:
     """Student logits float32 [batch, labels]: (logits, non-trainable values)."""
     trainable, non_trainable = state
-    x, _, _, _ = batching.unpack(data)
+    x = batching.unpack(data).features
     with keras.StatelessScope(state_mapping=model_mapping(model, trainable, non_trainable)):
         logits = ops.cast(model.student(x, training=False), "float32")
     return logits, non_trainable
@@ -206,7 +207,9 @@ class NumpyBatches(keras.utils.PyDataset):
         x, labels = pad_batch(self.features, rows, self.multiple, self.offsets)
         weights = (np.arange(size) < len(real)).astype(np.float32)
         logits = None if self.teacher_logits is None else self.teacher_logits[rows]
-        return batching.pack(x, labels, weights, logits)
+        label_weights = (None if self.features.label_weights is None
+                         else self.features.label_weights[rows])
+        return batching.pack(x, labels, weights, logits, label_weights)
 
     def __iter__(self):
         return (self[k] for k in range(len(self)))

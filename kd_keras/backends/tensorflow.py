@@ -36,18 +36,19 @@ def train_step(model, data) -> Dict:
     by the global batch (losses.batch_mean), so the replicas' summed gradients make the
     update one device makes on the whole batch.
     """
-    x, labels, weights, teacher_logits = batching.unpack(data)
+    batch = batching.unpack(data)
     active = model.terms
-    teacher = model.teacher_outputs(x, active, teacher_logits)
+    teacher = model.teacher_outputs(batch.features, active, batch.teacher_logits)
     variables = model.step_variables(model.stage)
     with tf.GradientTape() as tape:
-        total, values, logits = model.compute_terms(x, labels, active, teacher, training=True)
-        loss = losses.batch_mean(total, weights, replicas_in_sync())
+        total, values, logits = model.compute_terms(batch.features, batch.labels, active,
+                                                    teacher, True, batch.label_weights)
+        loss = losses.batch_mean(total, batch.weights, replicas_in_sync())
         # float16: the loss scaled up so small gradients do not vanish (a no-op for other
         # optimizers); apply() unscales.
         scaled = model.optimizer.scale_loss(loss)
     model.optimizer.apply(_dense(tape.gradient(scaled, variables)), variables)
-    logs = model.update_metrics(total, values, labels, logits, weights, model.stage_index)
+    logs = model.update_metrics(total, values, batch, logits, model.stage_index)
     return _step_outputs(logs)
 
 
@@ -62,18 +63,18 @@ def _dense(gradients: List) -> List:
 
 def test_step(model, data) -> Dict:
     """The model's evaluation terms and accuracy on one batch."""
-    x, labels, weights, _ = batching.unpack(data)
+    batch = batching.unpack(data)
     active = model.evaluation_terms
-    total, values, logits = model.compute_terms(x, labels, active,
-                                                model.teacher_outputs(x, active),
-                                                training=False)
-    return _step_outputs(model.update_metrics(total, values, labels, logits, weights))
+    total, values, logits = model.compute_terms(
+        batch.features, batch.labels, active, model.teacher_outputs(batch.features, active),
+        False, batch.label_weights)
+    return _step_outputs(model.update_metrics(total, values, batch, logits))
 
 
 def predict_step(model, data):
     """Student logits float32 [batch, labels]."""
-    x, _, _, _ = batching.unpack(data)
-    return ops.cast(model.student(x, training=False), "float32")
+    return ops.cast(model.student(batching.unpack(data).features, training=False),
+                    "float32")
 
 
 def _step_outputs(results: Dict) -> Dict:
@@ -110,14 +111,19 @@ def batches(features: Features, plan: List[np.ndarray], rows: int,
               for name, values in features.flat.items()}
     labels = tf.constant(features.labels)
     logits = None if teacher_logits is None else tf.constant(teacher_logits)
+    label_weights = (None if features.label_weights is None
+                     else tf.constant(features.label_weights))
     sizes = np.asarray([len(batch) for batch in plan], np.int64)
     indices = tf.RaggedTensor.from_row_lengths(
         np.concatenate(plan) if plan else np.zeros([0], np.int64), sizes)
 
     def batch(examples):
         x = {name: tf.gather(column, examples).to_tensor() for name, column in ragged.items()}
-        return batching.pack(x, tf.gather(labels, examples), teacher_logits=(
-            None if logits is None else tf.gather(logits, examples)))
+        def rows(column):
+            return None if column is None else tf.gather(column, examples)
+
+        return batching.pack(x, rows(labels), teacher_logits=rows(logits),
+                             label_weights=rows(label_weights))
 
     return tf.data.Dataset.from_tensor_slices(indices).map(batch).prefetch(tf.data.AUTOTUNE)
 

@@ -3,6 +3,7 @@ of (seed, epoch), and the layout of a batch."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 import keras
@@ -93,31 +94,52 @@ def plan_batches(lengths: np.ndarray, batch_size: int, training: bool, seed: int
     return plan
 
 
-def pack(features, labels, weights=None, teacher_logits=None) -> Tuple:
-    """One batch in the layout every kd_keras step reads (and Keras' fit passes on).
+@dataclasses.dataclass
+class Batch:
+    """One batch as a step reads it (unpack).
 
-    Args:
+    Attributes:
         features: the model inputs, input_ids, attention_mask, token_type_ids int
             [batch, seq]; nothing else.
         labels: int32 class indices or float32 scores [batch].
         weights: float32 [batch], 0 for filler rows (numpy batches), or None (all 1).
-        teacher_logits: the teacher's cached logits float32 [batch, labels], or None.
-            They travel beside the labels: they are targets of the student, not inputs.
+        teacher_logits: the teacher's logits computed before training, float32
+            [batch, labels], or None.
+        label_weights: float32 [batch], 0 where an example has no label (transfer text,
+            augmented copies), or None (every example has one).
+    """
+
+    features: Dict
+    labels: object
+    weights: Optional[object] = None
+    teacher_logits: Optional[object] = None
+    label_weights: Optional[object] = None
+
+
+def pack(features, labels, weights=None, teacher_logits=None, label_weights=None) -> Tuple:
+    """One batch in the layout every kd_keras step reads (and Keras' fit passes on): see
+    Batch for the arguments.
+
+    The teacher's logits and the label weights travel beside the labels, as targets of
+    the student, never among the model inputs.
 
     Returns:
-        ``(features, targets)`` or ``(features, targets, weights)``, where targets are
-        the labels, or ``(labels, teacher_logits)``.
+        ``(features, targets)`` or ``(features, targets, weights)``: targets are the
+        labels alone, or a dict of ``labels`` with ``teacher_logits`` and / or
+        ``label_weights``.
     """
-    targets = labels if teacher_logits is None else (labels, teacher_logits)
+    extras = {name: value for name, value in (("teacher_logits", teacher_logits),
+                                              ("label_weights", label_weights))
+              if value is not None}
+    targets = dict(labels=labels, **extras) if extras else labels
     return (features, targets) if weights is None else (features, targets, weights)
 
 
-def unpack(batch) -> Tuple[Dict, object, Optional[object], Optional[object]]:
-    """(features, labels, weights or None, teacher_logits or None) of a batch in pack's
-    layout (or as Keras' fit makes it from arrays: (features, labels))."""
-    features, targets, weights = keras.utils.unpack_x_y_sample_weight(batch)
-    if isinstance(targets, (tuple, list)):
-        labels, teacher_logits = targets
-    else:
-        labels, teacher_logits = targets, None
-    return features, labels, weights, teacher_logits
+def unpack(data) -> Batch:
+    """A batch in pack's layout (or as Keras' fit makes it from arrays: (features,
+    labels)) as a Batch."""
+    features, targets, weights = keras.utils.unpack_x_y_sample_weight(data)
+    if isinstance(targets, dict):
+        return Batch(features, targets["labels"], weights, targets.get("teacher_logits"),
+                     targets.get("label_weights"))
+    return Batch(features, targets, weights)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Union
 
-from kd_keras.errors import DataError  # noqa: F401  (what every reader raises)
+from kd_keras.errors import DataError
 from kd_keras.tasks import TaskSpec
 
 Label = Union[int, float]
@@ -14,17 +14,19 @@ Label = Union[int, float]
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-    """One labelled example.
+    """One example: a text (or a pair) and its label, if it has one.
 
     Attributes:
         text_a: first (or only) sentence.
         text_b: second sentence, or None for single-sentence tasks.
-        label: class index, or a float score for regression.
+        label: class index, a float score for regression, or None for text without a
+            label (transfer text, augmented copies: the student learns the teacher's
+            outputs on it, not a gold label).
     """
 
     text_a: str
     text_b: Optional[str]
-    label: Label
+    label: Optional[Label]
 
 
 def read_text(path: str) -> str:

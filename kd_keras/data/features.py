@@ -24,12 +24,15 @@ class Features:
     Attributes:
         flat: feature name -> int32 [total_tokens].
         lengths: int32 [num_examples], tokens per example.
-        labels: int32 or float32 [num_examples].
+        labels: int32 or float32 [num_examples] (0 where an example has none).
+        label_weights: float32 [num_examples], 1 where an example has a label and 0
+            where it has none; None when every example has one.
     """
 
     flat: Dict[str, np.ndarray]
     lengths: np.ndarray
     labels: np.ndarray
+    label_weights: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -74,7 +77,9 @@ def tokenize(examples: Sequence[Example], tokenizer, max_seq_length: int,
         if os.path.exists(cache_path):
             with np.load(cache_path) as stored:
                 return Features({n: stored[n] for n in FEATURE_NAMES},
-                                stored["lengths"], stored["labels"])
+                                stored["lengths"], stored["labels"],
+                                stored["label_weights"] if "label_weights" in stored
+                                else None)
     texts_a = [e.text_a for e in examples]
     texts_b = [e.text_b or "" for e in examples] if examples[0].text_b is not None else None
     encoded = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_length,
@@ -82,12 +87,31 @@ def tokenize(examples: Sequence[Example], tokenizer, max_seq_length: int,
     lengths = np.array([len(ids) for ids in encoded["input_ids"]], np.int32)
     flat = {name: np.concatenate([np.asarray(r, np.int32) for r in encoded[name]])
             for name in FEATURE_NAMES}
-    labels = np.array([e.label for e in examples],
+    labels = np.array([0 if e.label is None else e.label for e in examples],
                       np.float32 if regression else np.int32)
-    features = Features(flat, lengths, labels)
+    label_weights = None
+    if any(e.label is None for e in examples):
+        label_weights = np.array([e.label is not None for e in examples], np.float32)
+    features = Features(flat, lengths, labels, label_weights)
     if cache_path:
-        files.save_npz(cache_path, lengths=lengths, labels=labels, **flat)
+        optional = {} if label_weights is None else {"label_weights": label_weights}
+        files.save_npz(cache_path, lengths=lengths, labels=labels, **flat, **optional)
     return features
+
+
+def concatenate(parts: Sequence[Features]) -> Features:
+    """The examples of several Features, in order (labelled and unlabelled alike)."""
+    if len(parts) == 1:
+        return parts[0]
+    weights = None
+    if any(part.label_weights is not None for part in parts):
+        weights = np.concatenate([np.ones(len(part), np.float32)
+                                  if part.label_weights is None else part.label_weights
+                                  for part in parts])
+    return Features({name: np.concatenate([part.flat[name] for part in parts])
+                     for name in FEATURE_NAMES},
+                    np.concatenate([part.lengths for part in parts]),
+                    np.concatenate([part.labels for part in parts]), weights)
 
 
 def pad_batch(features: Features, rows: np.ndarray, multiple: int = 1,

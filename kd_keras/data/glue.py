@@ -7,7 +7,8 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from kd_keras import net
-from kd_keras.data.examples import DataError, Example, Label, read_text
+from kd_keras.data.examples import Example, Label, read_text
+from kd_keras.errors import DataError
 from kd_keras.tasks import TaskSpec
 
 # Hosts TFDS downloads GLUE from; checked before a download so offline fails in seconds.

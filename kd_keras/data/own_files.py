@@ -10,7 +10,8 @@ import json
 import os
 from typing import List, Optional, Sequence, Tuple
 
-from kd_keras.data.examples import DataError, Example, Label, read_text
+from kd_keras.data.examples import Example, Label, read_text
+from kd_keras.errors import DataError
 from kd_keras.tasks import TaskSpec
 
 OWN_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None}

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 from kd_keras.data import glue, own_files, synthetic
-from kd_keras.data.examples import DataError, Example, splits
+from kd_keras.data.examples import Example, splits
+from kd_keras.errors import DataError
 from kd_keras.tasks import TaskSpec
 
 

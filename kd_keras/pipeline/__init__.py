@@ -5,6 +5,7 @@
     training     one Distiller trained over its schedule, with backups and TensorBoard
     teacher      the fine-tuned teacher: found, given, or fine-tuned now
     distillation the student cut or loaded, distilled, the best one kept
+    transfer     text without labels: transfer text and augmented copies
     logit_cache  the frozen teacher's logits on the training set, computed once
     inference    logits of a model, and two models timed side by side
     evaluation   dev metrics, speed, attention KL, the majority class

@@ -3,9 +3,10 @@ the method's schedule, the best epoch's kept in model_dir/student."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from kd_keras import backends, callbacks, distiller, models, schedules, tensorboard_logs
+from kd_keras import distiller, models, schedules, tensorboard_logs
+from kd_keras.data.features import Features, concatenate
 from kd_keras.encoders import EncoderClassifier
 from kd_keras.pipeline import logit_cache, training
 from kd_keras.pipeline.context import RunContext
@@ -28,10 +29,15 @@ def build_student(context: RunContext, teacher: EncoderClassifier,
     return student, mapping
 
 
-def distill(context: RunContext, task: TaskData,
-            teacher: EncoderClassifier) -> Tuple[EncoderClassifier, Dict]:
+def distill(context: RunContext, task: TaskData, teacher: EncoderClassifier,
+            unlabelled: Optional[Features] = None) -> Tuple[EncoderClassifier, Dict]:
     """Distils the teacher into a new student and saves the best one (by dev metric, over
     the epochs that train the classifier) to model_dir/student.
+
+    Args:
+        context, task, teacher: the run, its data, the fine-tuned teacher.
+        unlabelled: text without labels to distil on beside task.train (transfer text,
+            augmented copies; pipeline.transfer), or None.
 
     Returns:
         (the best student, {"history", "stages", "best_epoch", "dev_history"}).
@@ -46,14 +52,8 @@ def distill(context: RunContext, task: TaskData,
     print(f"Distilling {teacher.num_layers} -> {student.num_layers} layers with schedule "
           f"'{method.schedule}', layer pairs (student, teacher): {mapping}.")
     student_dir = context.path("student")
-
-    def save_best(record):
-        models.save_model(student, task.tokenizer, student_dir, task.spec.labels)
-
-    dev = backends.make_dataset(task.dev, config.data.eval_batch_size, training=False)
-    evaluator = callbacks.DevEvaluator(dev, task.dev.labels, task.spec.metrics,
-                                       task.spec.is_regression, save_best,
-                                       config.train.early_stopping_patience)
+    evaluator = training.keep_best(context, task, student, student_dir,
+                                   config.train.early_stopping_patience)
     extras = [evaluator]
     if method.schedule != "finetune":
         hparams = {"schedule": method.schedule, "lambda": method.hard_label_weight,
@@ -65,12 +65,13 @@ def distill(context: RunContext, task: TaskData,
         example = {name: values[None] for name, values in task.dev.row(0).items()}
         extras.append(tensorboard_logs.TensorBoardExtras(context.path("logs", "distill"),
                                                          hparams, example))
+    train = task.train if unlabelled is None else concatenate([task.train, unlabelled])
     logits = None
     if method.cache_teacher_logits and model.reads_teacher_logits:
-        logits = logit_cache.teacher_logits(teacher, task.train,
-                                            config.data.eval_batch_size, context.cache_dir)
+        logits = logit_cache.teacher_logits(teacher, train, config.data.eval_batch_size,
+                                            context.cache_dir)
     fit_info = training.fit(context, model, task, config.train.learning_rate, "distill",
-                            extras, student_dir, logits)
+                            extras, student_dir, train, logits)
     fit_info.update(best_epoch=evaluator.best, dev_history=evaluator.history)
     with context.strategy.scope():
         best = models.load_pretrained(student_dir, task.spec.num_labels, context.cache_dir)

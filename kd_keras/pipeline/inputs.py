@@ -12,6 +12,7 @@ from kd_keras import models, tasks
 from kd_keras.config import TINY_TEACHER, RunConfig
 from kd_keras.data import own_files, sources, synthetic, vocab
 from kd_keras.data.examples import Example, splits
+from kd_keras.errors import DataError
 from kd_keras.data.features import Features, tokenize
 from kd_keras.pipeline.context import RunContext
 from kd_keras.tasks import TaskSpec
@@ -77,6 +78,47 @@ class TaskInputs:
                 synthetic_size=d.synthetic_size, seed=self.seed,
                 own_rows=self._train_rows if split == "train" else None)
         return self._read[split]
+
+    def transfer_examples(self) -> Tuple[List[Example], int]:
+        """The transfer text (--transfer_file, or --transfer_task's training sentences)
+        as examples without labels, and how many malformed rows were skipped.
+
+        --transfer_task naming the run's own task takes its training examples beyond
+        --max_train_examples (a task with few labels and more text, simulated).
+
+        Raises:
+            DataError: a file that cannot be read, or texts that do not fit the task (one
+                for single-text tasks, two for pairs).
+        """
+        d, pair = self.data, self.spec.is_pair
+        if d.transfer_file:
+            fields = d.transfer_fields or d.text_fields
+            if len(fields) != (2 if pair else 1):
+                kind, count = ("pairs", 2) if pair else ("one text", 1)
+                raise DataError(f"--transfer_file: the task reads {kind}, so name {count} "
+                                f"--transfer_fields (got {', '.join(fields) or 'none'}).")
+            rows, skipped = own_files.read_own_rows(d.transfer_file, fields, None,
+                                                    d.skip_bad_rows)
+            texts = [(row.text_a, row.text_b) for row in rows]
+            where = d.transfer_file
+        else:
+            other = tasks.get_task(d.transfer_task)
+            if other.is_pair != pair:
+                raise DataError(f"--transfer_task={other.name} has "
+                                f"{'pairs' if other.is_pair else 'single texts'}, task "
+                                f"{self.spec.name} {'pairs' if pair else 'single texts'}; "
+                                "pass a task of the same kind.")
+            examples, skipped = sources.load_examples(
+                other, "train", data_dir=d.data_dir, use_tfds=d.use_tfds,
+                tfds_data_dir=d.tfds_data_dir, skip_bad_rows=d.skip_bad_rows)
+            if other.name == self.spec.name:  # the labelled examples are not transfer text
+                examples = examples[d.max_train_examples or len(examples):]
+            texts = [(e.text_a, e.text_b) for e in examples]
+            where = f"task {other.name}"
+        texts = texts[: d.max_transfer_examples] if d.max_transfer_examples else texts
+        if not texts:
+            raise DataError(f"The transfer text ({where}) has no rows.")
+        return [Example(a, b, None) for a, b in texts], skipped
 
 
 def load_tokenizer(context: RunContext, inputs: TaskInputs):

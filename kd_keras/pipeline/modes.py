@@ -9,7 +9,8 @@ from kd_keras import backends, files, models, run_identity, tokenization
 from kd_keras import config as config_lib
 from kd_keras.config import RunConfig
 from kd_keras.pipeline import context as context_lib
-from kd_keras.pipeline import distillation, evaluation, inputs, report, serving, teacher
+from kd_keras.pipeline import (distillation, evaluation, inputs, report, serving, teacher,
+                               transfer)
 
 
 def run(config: RunConfig) -> int:
@@ -59,7 +60,10 @@ def run(config: RunConfig) -> int:
     if mode == "evaluate":
         student = serving.load_student(context, spec)
     else:
-        student, fit_info = distillation.distill(context, task, teacher_model)
+        unlabelled = transfer.unlabelled_features(context, task_inputs, task, teacher_model)
+        if unlabelled is not None:
+            results["unlabelled_examples"] = len(unlabelled)
+        student, fit_info = distillation.distill(context, task, teacher_model, unlabelled)
         results.update(stages=fit_info["stages"], best_epoch=fit_info["best_epoch"],
                        history=fit_info["history"], dev_history=fit_info["dev_history"])
         if mode == "distill":

@@ -7,7 +7,8 @@ from typing import Optional
 
 from kd_keras import models, predictions, tokenization
 from kd_keras.data import glue, own_files
-from kd_keras.data.examples import DataError, Example
+from kd_keras.data.examples import Example
+from kd_keras.errors import DataError
 from kd_keras.data.features import tokenize
 from kd_keras.encoders import EncoderClassifier
 from kd_keras.pipeline import inference

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from kd_keras import backends, callbacks, distiller, files, models, schedules
+from kd_keras import distiller, files, models, schedules
 from kd_keras.config import TINY_TEACHER
 from kd_keras.encoders import EncoderClassifier
 from kd_keras.pipeline import training
@@ -52,13 +52,7 @@ def train(context: RunContext, task: TaskData) -> EncoderClassifier:
     print(f"Fine-tuning the teacher ({teacher.num_layers} layers, "
           f"{models.count_params(teacher):,} parameters) for {epochs} epochs.")
     best_dir = context.path("teacher")
-
-    def save_best(record):
-        models.save_model(teacher, task.tokenizer, best_dir, task.spec.labels)
-
-    dev = backends.make_dataset(task.dev, config.data.eval_batch_size, training=False)
-    evaluator = callbacks.DevEvaluator(dev, task.dev.labels, task.spec.metrics,
-                                       task.spec.is_regression, save_best)
+    evaluator = training.keep_best(context, task, teacher, best_dir)
     training.fit(context, model, task, config.train.teacher_learning_rate, "teacher",
                  [evaluator], best_dir)
     # The marker goes last: only a finished fine-tuning counts as a fine-tuned teacher

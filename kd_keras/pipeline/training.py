@@ -9,8 +9,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from kd_keras import backends, backup, callbacks, optimization, tensorboard_logs
+from kd_keras import backends, backup, callbacks, models, optimization, tensorboard_logs
 from kd_keras.data import batching
+from kd_keras.data.features import Features
 from kd_keras.distiller import Distiller
 from kd_keras.errors import TrainingDiverged
 from kd_keras.pipeline.context import RunContext
@@ -22,9 +23,25 @@ def verbose() -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+def keep_best(context: RunContext, task: TaskData, model, folder: str,
+              patience: int = 0) -> callbacks.DevEvaluator:
+    """A callback that evaluates on dev after each epoch and saves ``model`` (a Hugging
+    Face folder with the tokenizer and the label names) to ``folder`` whenever the task's
+    metric improves; ``patience`` epochs without gain end the run (0: never)."""
+
+    def save(record):
+        models.save_model(model, task.tokenizer, folder, task.spec.labels)
+
+    dev = backends.make_dataset(task.dev, context.config.data.eval_batch_size,
+                                training=False)
+    return callbacks.DevEvaluator(dev, task.dev.labels, task.spec.metrics,
+                                  task.spec.is_regression, save, patience)
+
+
 def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: float,
         run_name: str, extra_callbacks: List, output_dir: str,
-        teacher_logits: Optional[np.ndarray] = None) -> Dict:
+        train: Optional[Features] = None, teacher_logits: Optional[np.ndarray] = None
+        ) -> Dict:
     """Compiles a Distiller and trains it over its whole schedule, one ``fit`` per epoch.
 
     A backup in the chief's model_dir/backup/<run_name> from an interrupted run is
@@ -41,8 +58,10 @@ def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: fl
         run_name: "teacher" or "distill": the backup's and the TensorBoard run's name.
         extra_callbacks: run after the stage controller (dev evaluation, pictures).
         output_dir: the model folder the callbacks write; removed if the loss diverges.
-        teacher_logits: float32 [train examples, labels], computed beforehand, to go with
-            the training batches.
+        train: the training examples when not task.train (the labelled set followed by
+            text without labels).
+        teacher_logits: float32 [training examples, labels], computed beforehand, to go
+            with the training batches.
 
     Returns:
         {"history": metric -> per-epoch values, "stages": the stage history}.
@@ -51,17 +70,18 @@ def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: fl
         TrainingDiverged: the loss became NaN or infinite.
     """
     config = context.config
-    data, train = config.data, config.train
-    steps_per_epoch = batching.batches_per_epoch(task.train.lengths, data.batch_size)
+    data, settings = config.data, config.train
+    train = task.train if train is None else train
+    steps_per_epoch = batching.batches_per_epoch(train.lengths, data.batch_size)
     with context.strategy.scope():
         model.compile(optimizer=optimization.make_optimizer(
             learning_rate, model.schedule.max_epochs * steps_per_epoch,
-            train.warmup_proportion, train.weight_decay,
+            settings.warmup_proportion, settings.weight_decay,
             model.stage_start if config.distill.stage_warmup else None),
-            jit_compile=train.xla or backends.current().COMPILES_STEPS)
+            jit_compile=settings.xla or backends.current().COMPILES_STEPS)
         model.build_optimizer()
     backups = backup.TrainingBackup(context.shared_path("backup", run_name), steps_per_epoch,
-                                    train.checkpoint_steps, writes=context.is_chief)
+                                    settings.checkpoint_steps, writes=context.is_chief)
     backups.set_model(model)
     backups.restore()  # before the other callbacks read the stage and the bookkeeping
     epoch, batch = backups.position()
@@ -76,8 +96,8 @@ def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: fl
                         backups.closing_callback()])
 
     def epoch_data(first_epoch: int, first_batch: int):
-        return backends.make_dataset(task.train, data.batch_size, training=True,
-                                     seed=train.seed, teacher_logits=teacher_logits,
+        return backends.make_dataset(train, data.batch_size, training=True,
+                                     seed=settings.seed, teacher_logits=teacher_logits,
                                      epochs=first_epoch + 1, start_epoch=first_epoch,
                                      start_batch=first_batch)
 

@@ -1,0 +1,88 @@
+"""Text without labels the student distils on beside the labelled set: the transfer text
+(--transfer_file or --transfer_task) and augmented copies of the training text
+(--augment), tokenized like the rest.  The augmented copies are written once into the
+cache folder, keyed by the training text, the method, the copies, the seed and (for
+``embedding``) the teacher's embeddings, and read back by a rerun or a resumed run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from typing import List, Optional
+
+import keras
+import numpy as np
+
+from kd_keras import files, tokenization
+from kd_keras.data import augment
+from kd_keras.data.examples import Example
+from kd_keras.data.features import Features, concatenate, tokenize
+from kd_keras.encoders import EncoderClassifier
+from kd_keras.pipeline.context import RunContext
+from kd_keras.pipeline.inputs import TaskData, TaskInputs
+
+
+def unlabelled_features(context: RunContext, task_inputs: TaskInputs, task: TaskData,
+                        teacher: EncoderClassifier) -> Optional[Features]:
+    """The transfer text and the augmented copies, tokenized (cached), or None when the
+    run adds no text.  Every example has label weight 0."""
+    data = context.config.data
+    spec, parts = task.spec, []
+    if data.transfer_file or data.transfer_task:
+        examples, skipped = task_inputs.transfer_examples()
+        source = data.transfer_file or f"task {data.transfer_task}"
+        print(f"Transfer text: {len(examples)} examples from {source}"
+              + (f" ({skipped} malformed rows skipped)." if skipped else "."))
+        parts.append(tokenize(examples, task.tokenizer, data.max_seq_length,
+                              cache_dir=context.cache_dir, cache_key=f"transfer/{source}",
+                              regression=spec.is_regression))
+    if data.augment:
+        train, _ = task_inputs.examples("train")
+        copies = augmented(context, train, teacher, task.tokenizer)
+        parts.append(tokenize(copies, task.tokenizer, data.max_seq_length,
+                              cache_dir=context.cache_dir, cache_key="augmented",
+                              regression=spec.is_regression))
+    return concatenate(parts) if parts else None
+
+
+def augmented(context: RunContext, examples: List[Example], teacher: EncoderClassifier,
+              tokenizer) -> List[Example]:
+    """--augment copies of every training example, written once into the cache folder
+    (augmented_<digest>.jsonl) and read back when the same data, method, copies, seed
+    and teacher embeddings come again."""
+    config = context.config
+    method, copies, seed = config.data.augment_method, config.data.augment, config.train.seed
+    key = hashlib.sha256(json.dumps(
+        [method, copies, seed, [(e.text_a, e.text_b) for e in examples]]).encode())
+    neighbours = None
+    if method == "embedding":
+        embeddings = keras.ops.convert_to_numpy(teacher.embeddings.word.embeddings)
+        key.update(np.ascontiguousarray(embeddings).tobytes())
+        key.update(tokenization.tokenizer_digest(tokenizer).encode())
+        neighbours = augment.EmbeddingNeighbours(
+            tokenization.vocab_tokens(tokenizer), embeddings,
+            bool(getattr(tokenizer, "do_lower_case", True)))
+    path = os.path.join(context.cache_dir, f"augmented_{key.hexdigest()[:20]}.jsonl")
+    if os.path.exists(path):
+        print(f"Reusing {copies} augmented copies of each training text ({method}) from "
+              f"{path}.")
+        return read(path)
+    print(f"Augmenting the {len(examples)} training texts ({copies} copies each, {method}).")
+    bar = keras.utils.Progbar(len(examples), verbose=1 if sys.stdout.isatty() else 2)
+    found = augment.augment(examples, copies, method, seed, neighbours,
+                            progress=lambda done: done % 100 == 0 and bar.update(done))
+    bar.update(len(examples), finalize=True)
+    with files.atomic_file(path) as handle:  # a killed run leaves no half file
+        for example in found:
+            handle.write(json.dumps({"text_a": example.text_a, "text_b": example.text_b})
+                         + "\n")
+    return found
+
+
+def read(path: str) -> List[Example]:
+    """Augmented copies written by ``augmented``."""
+    with open(path, encoding="utf-8") as handle:
+        return [Example(record["text_a"], record["text_b"], None)
+                for record in map(json.loads, handle)]
