@@ -177,9 +177,13 @@ def fmt(value: float) -> str:
 
 
 def targets_table(r: dict, peer: dict) -> list:
-    """Issue #6's targets at BERT-base shapes, met or not."""
-    rows = [("fused `all` step <= 0.95x (teacher forward + student train step)",
-             r["fused_all / (teacher_forward + student_train_step)"], 0.95, "<="),
+    """Issue #6's targets at BERT-base shapes, met or not.  The fused step is judged
+    against the straightforward loop (both models' full forwards with every output, the
+    same terms), as decided after issue #16; its ratio to a teacher forward plus a
+    student step, both of which already run their deepest layer at [CLS] only, is in the
+    ratio table above."""
+    rows = [("fused `all` step <= 0.95x the straightforward loop",
+             1.0 / r["naive_distill_step / distill_all"], 0.95, "<="),
             ("mean sid internal stage <= 0.65x the `all` step",
              r["mean sid internal stage / distill_all"], 0.65, "<="),
             ("classifier stage with cached logits <= 1.05x a student train step",
