@@ -66,14 +66,18 @@ def augmented(context: RunContext, examples: List[Example], teacher: EncoderClas
             bool(getattr(tokenizer, "do_lower_case", True)))
     path = os.path.join(context.cache_dir, f"augmented_{key.hexdigest()[:20]}.jsonl")
     if os.path.exists(path):
-        print(f"Reusing {copies} augmented copies of each training text ({method}) from "
-              f"{path}.")
+        print(f"Reusing {copies} augmented cop{'y' if copies == 1 else 'ies'} of each "
+              f"training text ({method}) from {path}.")
         return read(path)
-    print(f"Augmenting the {len(examples)} training texts ({copies} copies each, {method}).")
+    print(f"Augmenting the {len(examples)} training texts ({copies} "
+          f"cop{'y' if copies == 1 else 'ies'} each, {method}).")
     bar = keras.utils.Progbar(len(examples), verbose=1 if sys.stdout.isatty() else 2)
-    found = augment.augment(examples, copies, method, seed, neighbours,
-                            progress=lambda done: done % 100 == 0 and bar.update(done))
-    bar.update(len(examples), finalize=True)
+
+    def progress(done: int) -> None:
+        if done % 100 == 0 or done == len(examples):
+            bar.update(done, finalize=done == len(examples))
+
+    found = augment.augment(examples, copies, method, seed, neighbours, progress)
     with files.atomic_file(path) as handle:  # a killed run leaves no half file
         for example in found:
             handle.write(json.dumps({"text_a": example.text_a, "text_b": example.text_b})
