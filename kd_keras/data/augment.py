@@ -63,7 +63,9 @@ class EmbeddingNeighbours:
             found = []
             if is_whole_word(key) and key in self.ids:
                 scores = self.candidate_unit @ self.unit[self.ids[key]]
-                nearest = self.candidates[np.argsort(-scores)[: self.count + 1]]
+                top = min(self.count + 1, len(scores))
+                best = np.argpartition(-scores, top - 1)[:top]  # the nearest, unordered
+                nearest = self.candidates[best[np.argsort(-scores[best])]]
                 found = [self.vocab[i] for i in nearest if self.vocab[i] != key][: self.count]
             self._found[key] = found
         return self._found[key]
