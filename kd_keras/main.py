@@ -9,6 +9,7 @@ exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -27,7 +28,8 @@ from kd_keras.tasks import OWN_DATA_TASK  # noqa: E402
 kd_flags.define_flags()
 FLAGS = flags.FLAGS
 
-
+# Modes that use what a finished run left: in a folder holding one, they take its settings.
+USE_A_FINISHED_RUN = ("predict", "evaluate", "export")
 
 
 def _task() -> str:
@@ -85,7 +87,34 @@ def config_from_flags() -> config_lib.RunConfig:
         mode=FLAGS.mode, data=data, model=config_lib.ModelConfig(**sections["model"]),
         distill=config_lib.DistillConfig(**sections["distill"]),
         train=config_lib.TrainConfig(**sections["train"]))
-    return config_lib.validate(run)
+    return config_lib.validate(_on_a_finished_run(run))
+
+
+def _on_a_finished_run(run: config_lib.RunConfig) -> config_lib.RunConfig:
+    """--mode=predict|evaluate|export on a folder that holds a run: the data, models and
+    method it recorded (config.json), with the flags given on this command line on top;
+    how this command runs (strategy, precision, folders) is this command's.
+
+    So ``--mode=predict --model_dir=M --predict_file=... --output_file=...`` is enough.  A
+    given flag that says what the run is (its data, teacher, student...) and differs
+    from the record is refused by the folder's identity check (pipeline.modes), which
+    names both values; one that repeats the record changes nothing.
+    """
+    path = os.path.join(run.train.model_dir, "config.json")
+    if run.mode not in USE_A_FINISHED_RUN or not os.path.exists(path):
+        return run
+    with open(path, encoding="utf-8") as handle:
+        recorded = config_lib.from_json(handle.read())
+    given = {field.name for _, field in config_lib.flag_fields() if FLAGS[field.name].present}
+    if FLAGS["train_file"].present:
+        given.add("task")  # the own-data task, derived from --train_file
+    sections = {}
+    for name in ("data", "model", "distill"):
+        ours = getattr(run, name)
+        sections[name] = dataclasses.replace(getattr(recorded, name), **{
+            field.name: getattr(ours, field.name) for field in dataclasses.fields(ours)
+            if field.name in given})
+    return config_lib.RunConfig(mode=run.mode, train=run.train, **sections)
 
 
 def main(argv) -> None:

@@ -136,10 +136,12 @@ def test_pid_pipeline_stage_sequence(sid_run, tmp_path):
 
 
 def test_evaluate_predict_and_export_modes(sid_run, tmp_path):
+    """evaluate with the run's flags; predict and export with --model_dir alone (the
+    folder's config.json supplies the rest)."""
     model_dir, _ = sid_run
-    common = [*TINY_RUN, f"--model_dir={model_dir}"]
-    result = run_cli(*common, "--mode=evaluate")
+    result = run_cli(*TINY_RUN, f"--model_dir={model_dir}", "--mode=evaluate")
     assert "speed-up" in result.stdout
+    common = [f"--model_dir={model_dir}"]
     predict_in = tmp_path / "in.tsv"
     predict_in.write_text("text_a\ttext_b\tlabel\nw2 w4\tw1 w3\ta_more_positive\n"
                           "w1\tw2 w4 w6\tb_more_positive\n")

@@ -66,12 +66,12 @@ def test_sid_run_on_jax_without_tensorflow_writes_results_and_tensorboard_but_no
 
 def test_export_on_jax_is_refused_and_tensorflow_exports_the_jax_student(jax_run):
     model_dir, _ = jax_run
-    refused = run_cli(*JAX_RUN, f"--model_dir={model_dir}", "--mode=export", backend="jax",
-                      check=False)
+    # --model_dir alone: the folder's config.json supplies the run's other flags.
+    refused = run_cli(f"--model_dir={model_dir}", "--mode=export", backend="jax", check=False)
     assert refused.returncode == 2, refused.stdout + refused.stderr[-2000:]
     assert "KERAS_BACKEND=tensorflow" in refused.stderr + refused.stdout
     assert not os.path.exists(os.path.join(model_dir, "export"))
-    exported = run_cli(*JAX_RUN, f"--model_dir={model_dir}", "--mode=export", check=False)
+    exported = run_cli(f"--model_dir={model_dir}", "--mode=export", check=False)
     assert exported.returncode == 0, exported.stdout + exported.stderr[-4000:]
 
     import tensorflow as tf

@@ -97,6 +97,26 @@ def test_export_and_predict_return_the_users_label_names(example, tmp_path):
                                probabilities, atol=1e-5)
 
 
+def test_a_finished_run_is_used_with_its_folder_alone(example, tmp_path):
+    """predict with --model_dir alone labels as predict with every training flag does; a
+    flag that repeats the run's value is fine, one that contradicts it is refused with
+    both values named, and the folder is left as it was."""
+    folder, model_dir, own, _ = example
+    full, alone = tmp_path / "full.csv", tmp_path / "alone.csv"
+    predict = ["--mode=predict", f"--model_dir={model_dir}",
+               f"--predict_file={folder}/new.jsonl"]
+    run_cli(*own, *TINY_MODEL, *predict, f"--output_file={full}")
+    run_cli(*predict, f"--output_file={alone}")
+    assert alone.read_text() == full.read_text() and len(full.read_text().splitlines()) == 6
+    run_cli(*predict, f"--output_file={alone}", "--text_fields=review", "--teacher=tiny")
+    before = sorted(os.listdir(model_dir))
+    other = run_cli(*predict, f"--output_file={tmp_path / 'no.csv'}", "--label_field=stars",
+                    check=False)
+    assert other.returncode == 2 and "holds another run" in other.stderr
+    assert '"label_field": "sentiment"' in other.stderr and '"label_field": "stars"' in other.stderr
+    assert sorted(os.listdir(model_dir)) == before and not (tmp_path / "no.csv").exists()
+
+
 def test_regression_from_jsonl(tmp_path):
     score = {"positive": 1.0, "neutral": 0.5, "negative": 0.0}
     for split, count, seed in (("train", 200, 1), ("dev", 60, 2)):
