@@ -5,7 +5,7 @@ Written with kd_keras.summaries, without TensorFlow, so a JAX run writes them to
 from __future__ import annotations
 
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -51,28 +51,40 @@ class TensorBoard(keras.callbacks.Callback):
         self.writers = {}
 
 
-def attention_image(teacher_maps: List[np.ndarray], student_maps: List[np.ndarray]) -> np.ndarray:
-    """A picture of head-averaged attention: teacher maps on top, student maps below.
+def attention_image(teacher_maps: List[np.ndarray], student_maps: List[np.ndarray],
+                    pairs: Sequence[Tuple[int, int]], title: str) -> np.ndarray:
+    """A labelled picture of head-averaged attention: the teacher's layers on top, the
+    matched student layers below, each panel titled with its model and layer, the stage
+    as the picture's title.  Drawn with matplotlib's Agg canvas (no global backend set).
 
     Args:
         teacher_maps: per matched pair, float [seq, seq].
         student_maps: per matched pair, float [seq, seq].
+        pairs: [(student layer, teacher layer)] of the maps, 1-based.
+        title: what the picture shows, e.g. "stage 2: sid 2/3: layers 1-2".
 
     Returns:
-        uint8 [1, 2 * (seq * scale + gap), pairs * (seq * scale + gap), 3].
+        uint8 [1, height, width, 3].
     """
-    seq = teacher_maps[0].shape[0]
-    scale = max(1, 96 // seq)
-    gap = 2
-    cell = seq * scale + gap
-    image = np.full((2 * cell, len(teacher_maps) * cell, 3), 255, np.uint8)
-    for row, maps in enumerate((teacher_maps, student_maps)):
-        for col, matrix in enumerate(maps):
-            scaled = np.kron(matrix / max(float(matrix.max()), 1e-9), np.ones((scale, scale)))
-            shade = (255 * (1.0 - scaled)).astype(np.uint8)
-            top, left = row * cell, col * cell
-            image[top: top + seq * scale, left: left + seq * scale] = shade[..., None]
-    return image[None]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2.0 * len(pairs) + 0.4, 4.6), dpi=80)
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.subplots(2, len(pairs), squeeze=False)
+    for col, (student_layer, teacher_layer) in enumerate(pairs):
+        for row, (maps, who, layer) in enumerate(
+                ((teacher_maps, "teacher", teacher_layer),
+                 (student_maps, "student", student_layer))):
+            axis = axes[row][col]
+            axis.imshow(maps[col], cmap="Greys", vmin=0.0)
+            axis.set_title(f"{who} layer {layer}", fontsize=9)
+            axis.set_xticks([])
+            axis.set_yticks([])
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[None, ..., :3].copy()
 
 
 class TensorBoardExtras(keras.callbacks.Callback):
@@ -110,11 +122,12 @@ class TensorBoardExtras(keras.callbacks.Callback):
         if ended and model.teacher is not None:
             stage = model.stages[self.stage_at_epoch_start]
             self.writer.text("stage_end", f"{stage.name} ended after epoch {step}", step)
-            self.writer.image(f"attention/stage_{self.stage_at_epoch_start + 1}",
-                              self.attention_picture(), step)
+            number = self.stage_at_epoch_start + 1
+            self.writer.image(f"attention/stage_{number}",
+                              self.attention_picture(f"stage {number}: {stage.name}"), step)
         self.writer.flush()
 
-    def attention_picture(self) -> np.ndarray:
+    def attention_picture(self, title: str) -> np.ndarray:
         """Teacher vs student attention maps (mean over heads) for the fixed example."""
         model = self.model
         teacher = model.teacher.forward(self.example, training=False)
@@ -126,4 +139,4 @@ class TensorBoardExtras(keras.callbacks.Callback):
 
         teacher_maps = [mean_map(teacher.attentions[t - 1]) for _, t in model.mapping]
         student_maps = [mean_map(student.attentions[s - 1]) for s, _ in model.mapping]
-        return attention_image(teacher_maps, student_maps)
+        return attention_image(teacher_maps, student_maps, model.mapping, title)

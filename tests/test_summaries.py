@@ -67,3 +67,20 @@ def test_tensorboard_callback_keeps_keras_layout(tmp_path):
     assert [(s, float(v)) for s, v in validation["epoch_f1"]] == [(0, 0.75), (1, 0.5)]
     assert [float(v) for _, v in validation["epoch_loss"]] == [2.0, 1.75]
     assert "epoch_val_loss" not in train and "epoch_stage" in train
+
+
+def test_the_attention_picture_names_its_panels_and_stage():
+    """Each panel is titled with its model and layer, the picture with its stage: other
+    layer numbers or another stage give another picture, with the maps unchanged."""
+    from kd_keras import tensorboard_logs
+
+    rng = np.random.default_rng(1)
+    maps = [rng.random((6, 6)) for _ in range(2)]
+    picture = tensorboard_logs.attention_image(maps, maps, [(1, 2), (2, 4)], "stage 1: sid")
+    assert picture.dtype == np.uint8 and picture.shape[0] == 1 and picture.shape[-1] == 3
+    assert picture.min() < 64 < 200 < picture.max()  # dark maps on a light page
+    same = tensorboard_logs.attention_image(maps, maps, [(1, 2), (2, 4)], "stage 1: sid")
+    np.testing.assert_array_equal(picture, same)
+    for pairs, title in (([(1, 3), (2, 6)], "stage 1: sid"), ([(1, 2), (2, 4)], "stage 2: sid")):
+        other = tensorboard_logs.attention_image(maps, maps, pairs, title)
+        assert other.shape == picture.shape and not np.array_equal(other, picture)
