@@ -75,7 +75,7 @@ LONGEST_FIRST = ("test_end_to_end.py", "test_reproduce.py", "test_resume.py",
                  "test_resume_jax.py", "test_distribute.py", "test_distiller.py",
                  "test_cli_errors.py", "test_bench.py", "test_backends.py",
                  "test_jax_pipeline.py", "test_own_data_cli.py", "test_transfer.py",
-                 "test_bench_jax.py",
+                 "test_folder_lock.py", "test_bench_jax.py",
                  "test_presets.py", "test_encoders.py", "test_precision.py",
                  "test_evaluate.py")
 

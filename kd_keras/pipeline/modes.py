@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from kd_keras import backends, files, models, run_identity, tokenization
+from kd_keras import backends, files, folder_lock, models, run_identity, tokenization
 from kd_keras import config as config_lib
 from kd_keras.config import RunConfig
 from kd_keras.pipeline import context as context_lib
@@ -23,6 +23,18 @@ def run(config: RunConfig) -> int:
     context = context_lib.start(config)
     # Before anything is written: a folder holding another run is never touched.
     run_identity.check(context.model_dir, run_identity.describe(config))
+    if config.mode == "predict":  # reads the folder, writes elsewhere
+        return _run(context)
+    lock = folder_lock.FolderLock(context.model_dir).acquire()
+    try:
+        return _run(context)
+    finally:
+        lock.release()
+
+
+def _run(context: context_lib.RunContext) -> int:
+    """The configured mode, in a folder whose identity matches."""
+    config = context.config
     mode = config.mode
     recorded_labels = run_identity.recorded(context.shared_dir).get("labels")
     task_inputs = inputs.TaskInputs(
