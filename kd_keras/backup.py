@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from kd_keras import backends, distribute, files
+from kd_keras.errors import Preempted
 
 STATE_FILE, VARIABLES_FILE = "state.json", "variables.npz"
 
@@ -56,15 +57,18 @@ class TrainingBackup(keras.callbacks.Callback):
         steps_per_epoch: batches per epoch.
         save_steps: also back up every this many optimizer steps (0: at epoch ends only).
         writes: False on workers other than the chief.
+        preemption: a preemption.Preemption; once it has received a signal, training
+            stops at the next batch boundary, after a backup (errors.Preempted).
     """
 
     def __init__(self, backup_dir: str, steps_per_epoch: int, save_steps: int = 0,
-                 writes: bool = True):
+                 writes: bool = True, preemption=None):
         super().__init__()
         self.backup_dir = backup_dir
         self.steps_per_epoch = steps_per_epoch
         self.save_steps = save_steps
         self.writes = writes
+        self.preemption = preemption
         self.epoch = 0
         self.restored = False
 
@@ -103,10 +107,23 @@ class TrainingBackup(keras.callbacks.Callback):
             self.model.optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self.save_steps:
+        next_batch = self.model.first_batch + batch + 1
+        if next_batch >= self.steps_per_epoch:
+            # The epoch-end backup follows, once the callbacks that close the epoch (stage
+            # control, dev evaluation) have run: a backup here would resume in the next
+            # epoch without them.
             return
-        if (self.steps_before_epoch + batch + 1) % self.save_steps == 0:
-            self.save(self.epoch, self.model.first_batch + batch + 1)
+        if self.preemption is not None and self.preemption.received:
+            self.save(self.epoch, next_batch)
+            self._stop(self.epoch, next_batch)
+        if self.save_steps and (self.steps_before_epoch + batch + 1) % self.save_steps == 0:
+            self.save(self.epoch, next_batch)
+
+    def _stop(self, epoch: int, next_batch: int) -> None:
+        """Ends training after a signal (the backup is written)."""
+        raise Preempted(f"{self.preemption.received} received: training stopped before "
+                        f"epoch {epoch + 1}, batch {next_batch + 1}, with a backup in "
+                        f"{self.backup_dir}; run the same command again to resume.")
 
     def save(self, epoch: int, next_batch: int) -> None:
         """Writes the backup: training continues at (epoch, next_batch)."""
@@ -127,6 +144,8 @@ class TrainingBackup(keras.callbacks.Callback):
         class _EpochEndBackup(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 backup.save(epoch, backup.steps_per_epoch)
+                if backup.preemption is not None and backup.preemption.received:
+                    backup._stop(epoch + 1, 0)
 
         return _EpochEndBackup()
 

@@ -24,3 +24,9 @@ class ExportError(UserError):
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+
+
+class Preempted(Exception):
+    """Training stopped on SIGTERM / SIGINT after a backup; the same command resumes it.
+    Not the user's error: main.py prints it as one line and exits with code 75
+    (EX_TEMPFAIL, "try again"), keeping the folder."""

@@ -122,6 +122,7 @@ def main(argv) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from absl import logging
 
+    from kd_keras.errors import Preempted
     from kd_keras.pipeline import modes
 
     logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the progress output
@@ -145,6 +146,9 @@ def main(argv) -> None:
     model_dir_existed = os.path.exists(model_dir)
     try:
         code = modes.run(config)
+    except Preempted as stopped:  # the folder holds the backup to resume from
+        print(f"stopped: {stopped}", file=sys.stderr)
+        sys.exit(75)
     except user_errors as error:
         if not model_dir_existed:
             # This run made the folder and failed: leave nothing behind.  Folders that

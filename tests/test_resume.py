@@ -102,20 +102,22 @@ def run_to_end(start, run, model_dir):
     return seen
 
 
-def kill_mid_epoch(start, run, model_dir, epoch, batch):
-    """Starts the run; SIGKILLs every process of it once a backup inside epoch ``epoch``
-    past batch ``batch`` exists (both 0-based)."""
+def kill_mid_epoch(start, run, model_dir, epoch, batch, how=signal.SIGKILL):
+    """Starts the run; sends every process of it ``how`` (SIGKILL, or SIGTERM: stop after
+    a backup) once a backup inside epoch ``epoch`` past batch ``batch`` exists (both
+    0-based)."""
     processes, output = start(run, model_dir)
     deadline = time.time() + 300
     while time.time() < deadline and all(p.poll() is None for p in processes):
         state = read_backup(model_dir)
         if state.get("epoch") == epoch and state.get("batch", 0) > batch:
             for process in processes:
-                process.send_signal(signal.SIGKILL)
+                process.send_signal(how)
             break
         time.sleep(0.02)
     seen = output()
-    assert [p.returncode for p in processes] == [-signal.SIGKILL] * len(processes), seen
+    expected = -signal.SIGKILL if how == signal.SIGKILL else 75  # 75: stopped, resumable
+    assert [p.returncode for p in processes] == [expected] * len(processes), seen
     return seen
 
 
@@ -128,47 +130,58 @@ SOURCES = ["synthetic"] + (["own_data", "own_data_added"]
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source):
-    check_sigkill_then_rerun(tmp_path, source, "tensorflow")
+    check_sigkill_then_rerun(tmp_path, source, "tensorflow",
+                             signals=(signal.SIGKILL, signal.SIGTERM))
 
 
-def check_sigkill_then_rerun(tmp_path, source, backend, start=None):
+def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
+                             signals=(signal.SIGKILL,)):
     """Kills a sid run on ``backend`` inside stage 2, reruns it, and compares it with an
     uninterrupted run of the same flags (tests/test_resume_jax.py runs it on JAX).
 
     Args:
         start: how the distillation runs start (one_process(backend) when None;
             two_workers for a multi-worker job); the teacher is fine-tuned in one process.
+        signals: each stops a run of its own (SIGTERM: preemption, a backup at the next
+            batch and exit 75), which is rerun and compared.
     """
     start = start or one_process(backend)
     run = run_flags(source, str(tmp_path / "data"), backend)
     stages = 3 if backend == "tensorflow" else 2  # student layers + the classifier stage
     teacher_dir = str(tmp_path / "teacher_run")
     run_cli(*run[:-2], "--mode=train_teacher", f"--model_dir={teacher_dir}", backend=backend)
-    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-    for folder in (straight, resumed):
-        shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(folder, "teacher"))
-
+    straight = str(tmp_path / "straight")
+    shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(straight, "teacher"))
     run_to_end(start, run, straight)
-    # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
-    output = kill_mid_epoch(start, run, resumed, epoch=2, batch=5)
-    assert f"Stage 2/{stages}: sid 2/{stages}" in output
-    assert f"Stage 2/{stages} ends" not in output
-    # The backup left is inside stage 2: stage 1 has ended, stage 2 has not.
-    assert [s["stage"] for s in read_backup(resumed)["run_state"]["stages"]] == [1]
-    second = run_to_end(start, run, resumed)
-    line = next(l for l in second.splitlines() if l.startswith("Resuming distill"))
-    assert line.startswith("Resuming distill from its backup at epoch 3, batch ")
-    assert int(line.rsplit(" ", 1)[1].rstrip(".")) > 5  # mid-epoch, not at its start
-    assert not os.path.exists(os.path.join(resumed, "backup", "distill"))
+    with open(os.path.join(straight, "results.json")) as handle:
+        expected = json.load(handle)
+    want = student_weights(straight)
+    for how in signals:
+        resumed = str(tmp_path / f"resumed_{how.name}")
+        shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(resumed, "teacher"))
+        # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
+        output = kill_mid_epoch(start, run, resumed, epoch=2, batch=5, how=how)
+        assert f"Stage 2/{stages}: sid 2/{stages}" in output
+        assert f"Stage 2/{stages} ends" not in output
+        if how != signal.SIGKILL:
+            assert f"stopped: {how.name} received" in output
+            assert "run the same command again to resume" in output
+        # The backup left is inside stage 2: stage 1 has ended, stage 2 has not.
+        assert [s["stage"] for s in read_backup(resumed)["run_state"]["stages"]] == [1]
+        second = run_to_end(start, run, resumed)
+        line = next(l for l in second.splitlines() if l.startswith("Resuming distill"))
+        assert line.startswith("Resuming distill from its backup at epoch 3, batch ")
+        assert int(line.rsplit(" ", 1)[1].rstrip(".")) > 5  # mid-epoch, not at its start
+        assert not os.path.exists(os.path.join(resumed, "backup", "distill"))
 
-    with open(os.path.join(straight, "results.json")) as a, \
-            open(os.path.join(resumed, "results.json")) as b:
-        expected, got = json.load(a), json.load(b)
-    assert got["stages"] == expected["stages"]
-    assert [s["stage"] for s in got["stages"]] == list(range(1, stages + 1))
-    assert got["dev_history"] == expected["dev_history"]
-    assert got["student"]["dev"] == expected["student"]["dev"]
-    want, have = student_weights(straight), student_weights(resumed)
-    assert want.keys() == have.keys()
-    for name in want:
-        np.testing.assert_allclose(have[name], want[name], atol=1e-6, err_msg=name)
+        with open(os.path.join(resumed, "results.json")) as handle:
+            got = json.load(handle)
+        assert got["stages"] == expected["stages"]
+        assert [s["stage"] for s in got["stages"]] == list(range(1, stages + 1))
+        assert got["dev_history"] == expected["dev_history"]
+        assert got["student"]["dev"] == expected["student"]["dev"]
+        have = student_weights(resumed)
+        assert want.keys() == have.keys()
+        for name in want:
+            np.testing.assert_allclose(have[name], want[name], atol=1e-6,
+                                       err_msg=f"{how.name}: {name}")

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from kd_keras import backends, backup, callbacks, models, optimization, tensorboard_logs
+from kd_keras import preemption as preemption_lib
 from kd_keras.data import batching
 from kd_keras.data.features import Features
 from kd_keras.distiller import Distiller
@@ -80,8 +81,10 @@ def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: fl
             model.stage_start if config.distill.stage_warmup else None),
             jit_compile=settings.xla or backends.current().COMPILES_STEPS)
         model.build_optimizer()
+    preemption = preemption_lib.Preemption()
     backups = backup.TrainingBackup(context.shared_path("backup", run_name), steps_per_epoch,
-                                    settings.checkpoint_steps, writes=context.is_chief)
+                                    settings.checkpoint_steps, writes=context.is_chief,
+                                    preemption=preemption)
     backups.set_model(model)
     backups.restore()  # before the other callbacks read the stage and the bookkeeping
     epoch, batch = backups.position()
@@ -102,8 +105,9 @@ def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: fl
                                      start_batch=first_batch)
 
     dev = backends.make_dataset(task.dev, data.eval_batch_size, training=False)
-    history = model.fit_schedule(epoch_data, steps_per_epoch, callback_list, dev,
-                                 start_epoch=epoch, start_batch=batch, verbose=verbose())
+    with preemption:  # SIGTERM / SIGINT: a backup at the next batch, then errors.Preempted
+        history = model.fit_schedule(epoch_data, steps_per_epoch, callback_list, dev,
+                                     start_epoch=epoch, start_batch=batch, verbose=verbose())
     backup.remove(context.shared_path("backup"), run_name, context.strategy)
     if nan_guard.failed_at is not None:
         shutil.rmtree(output_dir, ignore_errors=True)
