@@ -15,6 +15,8 @@ PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 SCHEDULES = ("all", "pid", "sid", "kd", "finetune")  # schedules.build makes their stages
 AUGMENT_METHODS = ("embedding", "delete_swap")  # data.augment
+# kd_keras.export.WRITERS writes them.
+EXPORT_FORMATS = ("saved_model", "litert", "litert_int8", "onnx", "onnx_int8", "hf")
 TINY_TEACHER = "tiny"
 DEMO_MODEL_DIR = "/tmp/kd_keras_demo"
 
@@ -173,8 +175,13 @@ class TrainConfig:
     model_dir: Optional[str] = option(
         None, "Output folder of one run: config, checkpoints, TensorBoard logs, models, "
         "results.json. Default: runs/<task>_<schedule> (the demo: /tmp/kd_keras_demo).")
-    export_dir: Optional[str] = option(None, "SavedModel base folder (model_dir/export).")
+    export_dir: Optional[str] = option(None, "Base folder of the exports (model_dir/export).")
     export_version: Optional[int] = option(None, "Version folder (next free number).")
+    export_formats: Tuple[str, ...] = option(
+        ("saved_model",), "Formats of the exported student, comma-separated: saved_model "
+        "(TF Serving, <export_dir>/<version>), litert and onnx (float32), litert_int8 and "
+        "onnx_int8 (int8 weights), hf (a Hugging Face folder); each but saved_model in "
+        "<export_dir>/<format>/<version>.")
     cache_dir: Optional[str] = option(
         None, "Folder for tokenized data and the teacher's cached logits (model_dir/cache). "
         "Share one between runs of the same teacher and task to tokenize and run the "
@@ -294,6 +301,10 @@ def validate(config: RunConfig) -> RunConfig:
     for kind in terms.REGISTRY.values():
         if getattr(config.distill, kind.weight_flag) < 0:
             raise ValueError(f"--{kind.weight_flag} must be 0 or more.")
+    unknown = [name for name in config.train.export_formats if name not in EXPORT_FORMATS]
+    if unknown or not config.train.export_formats:
+        raise ValueError(f"--export_formats: unknown format '{(unknown or [''])[0]}'; choose "
+                         f"from {', '.join(EXPORT_FORMATS)}.")
     if config.model.student_init not in ("teacher", "random"):
         raise ValueError("--student_init must be 'teacher' or 'random'.")
     if not config.train.model_dir:

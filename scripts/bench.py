@@ -414,6 +414,10 @@ def write_markdown() -> str:
         lines += gpu_section(found[key])
     for key in sorted(k for k in found if k.startswith("augment@")):
         lines += augment_section(found[key])
+    for key in sorted(k for k in found if k.startswith("export@")):
+        from bench_export import export_section
+
+        lines += export_section(found[key])
     notes = os.path.join(BENCH_DIR, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as handle:

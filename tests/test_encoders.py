@@ -222,12 +222,12 @@ def test_a_keras3_student_exports_with_both_signatures(tokenizer, tmp_path):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (ops of the raw-text signature)
 
-    from kd_keras import export, tokenization
+    from kd_keras import export
 
     student = encoders.build(encoders.EncoderConfig("bert", 97, 48, 2, 3, 60,
                                                     max_positions=64, num_labels=2))
-    path = export.export_student(student, tokenization.vocab_tokens(tokenizer), ["no", "yes"],
-                                 str(tmp_path), 32, pair=True)
+    path = export.export(export.Exportable(student, tokenizer, ("no", "yes"), 32, pair=True),
+                         str(tmp_path))["saved_model"]
     examples = [Example("w2 w4 w6", "w1 w3", 1), Example("w11", "w20 w22 w7", 0)]
     x = tokenize(examples, tokenizer, 32).padded()
     expected = np.asarray(student(x))

@@ -52,7 +52,8 @@ def tags(log_dir):
 @pytest.fixture(scope="module")
 def sid_run(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("sid"))
-    result = run_cli(*TINY_RUN, "--schedule=sid", f"--model_dir={model_dir}")
+    result = run_cli(*TINY_RUN, "--schedule=sid", f"--model_dir={model_dir}",
+                     "--export_formats=saved_model,litert_int8,onnx")
     return model_dir, result
 
 
@@ -76,6 +77,24 @@ def test_sid_pipeline_results(sid_run):
     assert not os.path.exists(os.path.join(model_dir, "backup", "distill"))  # finished
 
 
+def test_the_pipeline_writes_each_format_asked_and_scores_it_with_its_runtime(sid_run):
+    """One flag, every format; LiteRT int8 and ONNX float scored on dev by their own
+    runtimes, next to the student's own dev metric."""
+    model_dir, result = sid_run
+    with open(os.path.join(model_dir, "results.json")) as handle:
+        results = json.load(handle)
+    export_dir = os.path.join(model_dir, "export")
+    assert results["exports"] == {"saved_model": os.path.join(export_dir, "1"),
+                                  "litert_int8": os.path.join(export_dir, "litert_int8", "1"),
+                                  "onnx": os.path.join(export_dir, "onnx", "1")}
+    assert set(results["export_scores"]) == {"litert_int8", "onnx"}
+    student = results["student"]["dev"]["accuracy"]
+    assert results["export_scores"]["onnx"]["dev"]["accuracy"] == pytest.approx(student,
+                                                                                abs=0.01)
+    assert abs(results["export_scores"]["litert_int8"]["dev"]["accuracy"] - student) <= 0.1
+    assert "Student onnx: " in result.stdout and "with its own runtime" in result.stdout
+
+
 def test_the_saved_config_is_the_flags_given_then_what_help_says(sid_run):
     """config.json holds the flags the run gave and, for every other setting, the value
     --helpfull names (the tiny-teacher preset's where it says so)."""
@@ -83,7 +102,8 @@ def test_the_saved_config_is_the_flags_given_then_what_help_says(sid_run):
 
     with open(os.path.join(sid_run[0], "config.json")) as handle:
         saved = json.load(handle)
-    given = {arg[2:].split("=")[0] for arg in TINY_RUN} | {"schedule", "model_dir"}
+    given = {arg[2:].split("=")[0] for arg in TINY_RUN} | {"schedule", "model_dir",
+                                                          "export_formats"}
     check_against_help(saved, given)
     assert saved["train"]["learning_rate"] == 5e-4  # the preset's, not the flag's 1e-4
 
@@ -153,8 +173,17 @@ def test_evaluate_predict_and_export_modes(sid_run, tmp_path):
                for line in lines[1:])
     run_cli(*common, "--mode=export")  # next free version
     assert os.path.isdir(os.path.join(model_dir, "export", "2"))
-    clash = run_cli(*common, "--mode=export", "--export_version=1", check=False)
-    assert clash.returncode == 2 and "already exists" in clash.stderr
+    before = snapshot(os.path.join(model_dir, "export"))
+    for bad, says in ((["--export_version=1"], "already exists"),
+                      (["--export_formats=onnx,tflite"], "unknown format 'tflite'")):
+        refused = run_cli(*common, "--mode=export", *bad, check=False)
+        assert refused.returncode == 2 and says in refused.stderr, refused.stderr[-2000:]
+        assert len([line for line in refused.stderr.splitlines()
+                    if line.startswith("error: ")]) == 1
+    assert snapshot(os.path.join(model_dir, "export")) == before
+    run_cli(*common, "--mode=export", "--export_formats=litert,onnx_int8,hf")
+    for name in ("litert", "onnx_int8", "hf"):  # one version for all three
+        assert os.listdir(os.path.join(model_dir, "export", name)) == ["3"]
 
 
 def test_check_export_script(sid_run):

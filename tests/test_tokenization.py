@@ -58,8 +58,8 @@ def test_a_bpe_student_exports_token_ids_only(roberta_folder, tmp_path):
     student = encoders.build(encoders.EncoderConfig(
         "roberta", len(tokenizer), 48, 2, 3, 60, max_positions=66, type_vocab_size=1,
         pad_token_id=tokenizer.pad_token_id))
-    path = export.export_student(student, tokenization.vocab_tokens(tokenizer), ["a", "b"],
-                                 str(tmp_path), 16, pair=False, text_signature=False)
+    path = export.export(export.Exportable(student, tokenizer, ("a", "b"), 16, pair=False),
+                         str(tmp_path))["saved_model"]
     loaded = tf.saved_model.load(path)
     assert set(loaded.signatures) == {"serving_default"}
     x = tokenize([Example(t, None, 0) for t in TEXTS], tokenizer, 16).padded()

@@ -21,7 +21,8 @@ MASK_VALUE = -1e4
 
 
 def _gelu_exact(x):
-    return ops.gelu(x, approximate=False)
+    # With erf, as BERT writes it (TensorFlow's own gelu uses erfc, which ONNX lacks).
+    return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def _gelu_tanh(x):
@@ -108,9 +109,8 @@ class SelfAttention(keras.layers.Layer):
         self.value = _dense(config.hidden_size, "value", config)
         self.dropout = keras.layers.Dropout(config.attention_dropout)
 
-    def _heads(self, x):
+    def _heads(self, x, batch, seq):
         """[batch, seq, hidden] -> [batch, heads, seq, head_size]."""
-        batch, seq = ops.shape(x)[0], ops.shape(x)[1]
         x = ops.reshape(x, (batch, seq, self.num_heads, self.head_size))
         return ops.transpose(x, (0, 2, 1, 3))
 
@@ -125,12 +125,15 @@ class SelfAttention(keras.layers.Layer):
         Returns:
             (context [batch, seq, hidden], probabilities [batch, heads, seq, seq]).
         """
-        query, key, value = (self._heads(f(hidden)) for f in (self.query, self.key, self.value))
+        # The sizes of the layer's input, not of each projection's output: tf2onnx's
+        # optimizer can read the latter off the 2-D matmul inside Dense.
+        batch, seq = ops.shape(hidden)[0], ops.shape(hidden)[1]
+        query, key, value = (self._heads(f(hidden), batch, seq)
+                             for f in (self.query, self.key, self.value))
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
         scores = scores / math.sqrt(self.head_size) + ops.cast(additive_mask, scores.dtype)
         probabilities = ops.softmax(scores, axis=-1)
         context = ops.matmul(self.dropout(probabilities, training=training), value)
-        batch, seq = ops.shape(hidden)[0], ops.shape(hidden)[1]
         context = ops.reshape(ops.transpose(context, (0, 2, 1, 3)),
                               (batch, seq, self.num_heads * self.head_size))
         return context, probabilities
@@ -177,5 +180,7 @@ class TransformerLayer(keras.layers.Layer):
 
 def additive_mask(attention_mask):
     """attention_mask int [batch, seq] (1 token, 0 padding) -> float [batch, 1, 1, seq]."""
-    mask = ops.cast(attention_mask, "float32")[:, None, None, :]
+    # expand_dims, not [:, None, None, :]: LiteRT's builtin ops have no strided slice
+    # that adds axes.
+    mask = ops.expand_dims(ops.expand_dims(ops.cast(attention_mask, "float32"), 1), 1)
     return (1.0 - mask) * MASK_VALUE

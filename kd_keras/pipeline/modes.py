@@ -49,12 +49,16 @@ def _run(context: context_lib.RunContext) -> int:
     if mode == "export":
         run_identity.check(context.model_dir, identity)
         if not backends.current().EXPORTS_SAVED_MODEL:
-            raise ValueError(f"--mode=export writes a TensorFlow SavedModel, which needs Keras' "
-                             f"TensorFlow backend (this run is on {backends.name()}); "
-                             "run it again with KERAS_BACKEND=tensorflow.")
+            raise ValueError(f"--mode=export converts the student with TensorFlow, which "
+                             f"needs Keras' TensorFlow backend (this run is on "
+                             f"{backends.name()}); run it again with "
+                             "KERAS_BACKEND=tensorflow.")
         student = serving.load_student(context, spec)
-        print("Exported", serving.export_student(context, spec, student, tokenizer,
-                                                 config.train.export_version))
+        folders = serving.export_student(context,
+                                         serving.exportable(context, spec, student, tokenizer),
+                                         config.train.export_version)
+        for name, folder in folders.items():
+            print(f"Exported {name}: {folder}")
         return 0
     started = time.time()
     task = inputs.load_task_data(context, task_inputs, tokenizer)
@@ -89,18 +93,25 @@ def _run(context: context_lib.RunContext) -> int:
     # Per-example dev outputs, for paired comparisons of runs (scripts/summarize_study.py).
     files.save_npz(context.path("dev_predictions.npz"), **dev_outputs)
     if mode == "pipeline" and backends.current().EXPORTS_SAVED_MODEL:
-        results["export"] = serving.export_student(context, spec, student, tokenizer,
-                                                   config.train.export_version)
+        folders = serving.export_student(context,
+                                         serving.exportable(context, spec, student, tokenizer),
+                                         config.train.export_version)
+        results["exports"] = folders
+        results["export_scores"] = serving.score_exports(folders, task.dev, spec,
+                                                         config.data.eval_batch_size)
     elif mode == "pipeline":
-        print(f"Export skipped: a SavedModel needs Keras' TensorFlow backend; export this "
-              f"student with KERAS_BACKEND=tensorflow python -m kd_keras.main --mode=export "
-              f"--model_dir={context.shared_dir} (and this run's other flags).")
+        print(f"Export skipped: the exports are written with TensorFlow, which needs Keras' "
+              f"TensorFlow backend; export this student with KERAS_BACKEND=tensorflow "
+              f"python -m kd_keras.main --mode=export --model_dir={context.shared_dir}.")
     results["wall_seconds"] = time.time() - started
     path = report.write_results(context.model_dir, results)
     print()
     print(report.results_table(results, spec.main_metric))
     print(f"\nResults: {path}")
-    if "export" in results:
-        print(f"Student SavedModel: {results['export']}")
+    for name, folder in results.get("exports", {}).items():
+        score = results["export_scores"].get(name)
+        metric = (f" (dev {spec.main_metric} {score['dev'][spec.main_metric]:.4f} with its own "
+                  "runtime)" if score else "")
+        print(f"Student {name}: {folder}{metric}")
     print(f"TensorBoard: tensorboard --logdir {context.path('logs')}")
     return 0

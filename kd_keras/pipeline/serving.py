@@ -1,15 +1,18 @@
-"""The best student put to use: exported as a SavedModel, or labelling a file."""
+"""The best student put to use: exported in the formats asked for, or labelling a file."""
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Dict, Optional
 
-from kd_keras import models, predictions, tokenization
+import numpy as np
+
+from kd_keras import metrics as glue_metrics
+from kd_keras import models, predictions
 from kd_keras.data import glue, own_files
 from kd_keras.data.examples import Example
 from kd_keras.errors import DataError
-from kd_keras.data.features import tokenize
+from kd_keras.data.features import Features, pad_batch, tokenize
 from kd_keras.encoders import EncoderClassifier
 from kd_keras.pipeline import inference
 from kd_keras.pipeline.context import RunContext
@@ -29,21 +32,42 @@ def load_student(context: RunContext, spec: TaskSpec) -> EncoderClassifier:
     return models.load_pretrained(folder, spec.num_labels, context.cache_dir)
 
 
-def export_student(context: RunContext, spec: TaskSpec, student: EncoderClassifier,
-                   tokenizer, version: Optional[int] = None) -> str:
-    """Exports the student as a SavedModel (TensorFlow); returns the version folder."""
+def exportable(context: RunContext, spec: TaskSpec, student: EncoderClassifier, tokenizer):
+    """The student with what its exports need to take text."""
     from kd_keras import export  # TensorFlow: imported only by runs that export
 
-    labels = list(spec.labels) if spec.labels else ["score"]
-    lower = bool(getattr(tokenizer, "do_lower_case", True))
-    wordpiece = tokenization.is_wordpiece(tokenizer)
-    if not wordpiece:
-        print("Note: the raw-text signature needs a WordPiece vocabulary; this model's "
-              "tokenizer is BPE, so the export has serving_default (token ids) only.")
-    return export.export_student(student, models.vocab_tokens(tokenizer), labels,
-                                 context.export_dir, context.config.data.max_seq_length,
-                                 spec.is_pair, version=version, lower_case=lower,
-                                 text_signature=wordpiece)
+    return export.Exportable(student, tokenizer,
+                             tuple(spec.labels) if spec.labels else ("score",),
+                             context.config.data.max_seq_length, spec.is_pair)
+
+
+def export_student(context: RunContext, student, version: Optional[int] = None
+                   ) -> Dict[str, str]:
+    """Writes the student in every --export_formats format; returns format -> folder."""
+    from kd_keras import export
+
+    return export.export(student, context.export_dir, context.config.train.export_formats,
+                         version)
+
+
+def score_exports(folders: Dict[str, str], task_dev: Features, spec: TaskSpec,
+                  batch_size: int) -> Dict[str, Dict]:
+    """Each LiteRT or ONNX export run by its own runtime on dev: the task's metrics and
+    the model file's size, so int8 stands next to float."""
+    from kd_keras import export
+
+    scores = {}
+    for name, folder in folders.items():
+        if name not in export.IDS_FORMATS:
+            continue
+        run = export.runner(name, folder)
+        logits = np.concatenate([
+            run(pad_batch(task_dev, np.arange(start, min(start + batch_size, len(task_dev))))[0])
+            for start in range(0, len(task_dev), batch_size)])
+        model_file = os.path.join(folder, export.read_settings(folder)["model_file"])
+        scores[name] = {"dev": glue_metrics.compute(spec.metrics, task_dev.labels, logits),
+                        "bytes": os.path.getsize(model_file)}
+    return scores
 
 
 def predict(context: RunContext, spec: TaskSpec, tokenizer) -> None:

@@ -1,4 +1,4 @@
-"""Student-only SavedModel export in the layout TF Serving loads: <export_dir>/<version>/.
+"""The student as a SavedModel, in the layout TF Serving loads: <export_dir>/<version>/.
 
 Signatures:
 - ``serving_default``: int32 input_ids, attention_mask, token_type_ids [batch, seq] ->
@@ -17,12 +17,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import tensorflow as tf
 
-from kd_keras import files
-from kd_keras.errors import ExportError
+from kd_keras.export import graph
 
 
 class _StudentModule(tf.Module):
@@ -55,18 +54,9 @@ class _StudentModule(tf.Module):
     def _token_id(self, token: str) -> tf.Tensor:
         return self.vocab_table.lookup(tf.constant(token))
 
-    def _outputs(self, input_ids, attention_mask, token_type_ids):
-        outputs = self.model({"input_ids": input_ids, "attention_mask": attention_mask,
-                              "token_type_ids": token_type_ids}, training=False)
-        logits = tf.cast(outputs, tf.float32)  # float16 / bfloat16 under mixed precision
-        probabilities = logits if self.regression else tf.nn.softmax(logits, axis=-1)
-        return {"logits": logits, "probabilities": probabilities}
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="input_ids"),
-                                  tf.TensorSpec([None, None], tf.int32, name="attention_mask"),
-                                  tf.TensorSpec([None, None], tf.int32, name="token_type_ids")])
+    @tf.function(input_signature=graph.INPUT_SPECS)
     def serve_ids(self, input_ids, attention_mask, token_type_ids):
-        return self._outputs(input_ids, attention_mask, token_type_ids)
+        return graph.outputs(self.model, input_ids, attention_mask, token_type_ids)
 
     def tokenize(self, segments: List[tf.Tensor]):
         """Strings [batch] per segment -> padded int32 features [batch, seq]."""
@@ -84,56 +74,37 @@ class _StudentModule(tf.Module):
 
     def serve_text(self, *segments):
         ids, mask, type_ids = self.tokenize(list(segments))
-        outputs = self._outputs(ids, mask, type_ids)
+        outputs = graph.outputs(self.model, ids, mask, type_ids)
         if not self.regression:
             outputs["label"] = tf.gather(self.label_names,
                                          tf.argmax(outputs["logits"], axis=-1))
         return outputs
 
 
-def next_version(export_dir: str) -> int:
-    """One more than the largest numeric version folder in export_dir (1 when empty)."""
-    if not os.path.isdir(export_dir):
-        return 1
-    versions = [int(name) for name in os.listdir(export_dir) if name.isdigit()]
-    return max(versions, default=0) + 1
-
-
-def export_student(student, vocab: Sequence[str], label_names: Sequence[str],
-                   export_dir: str, max_seq_length: int, pair: bool,
-                   version: Optional[int] = None, lower_case: bool = True,
-                   text_signature: bool = True) -> str:
-    """Writes the student as <export_dir>/<version>/, atomically.
+def save(folder: str, student, vocab: Sequence[str], label_names: Sequence[str],
+         max_seq_length: int, pair: bool, lower_case: bool = True,
+         text_signature: bool = True) -> None:
+    """Writes the student as a SavedModel into ``folder`` (empty; the caller commits it).
 
     Args:
+        folder: where saved_model.pb, variables/ and assets/ go.
         student: the trained student, an encoders.EncoderClassifier.
         vocab: WordPiece tokens in id order.
         label_names: class names in index order (["score"] for regression).
-        export_dir: the model's base folder for TF Serving.
         max_seq_length: longest input of the raw-text signature.
         pair: the raw-text signature takes text_a and text_b.
-        version: version number; the next free one when None.
         lower_case: lower-case text in the raw-text signature (uncased vocabs).
         text_signature: add ``serving_text`` (WordPiece vocabularies only: the in-graph
             tokenizer is tensorflow-text's BertTokenizer).
-
-    Returns:
-        The version folder.
-
-    Raises:
-        ExportError: the version folder already exists.
     """
-    version = next_version(export_dir) if version is None else version
-    target = os.path.join(export_dir, str(version))
-    if os.path.exists(target):
-        raise ExportError(f"Export {target} already exists; pass another --export_version or "
-                          "remove it.")
     assets_src = tempfile.mkdtemp(prefix="kd_keras_assets_")
     try:
         vocab_path = os.path.join(assets_src, "vocab.txt")
         labels_path = os.path.join(assets_src, "labels.txt")
-        files.write_text(vocab_path, "\n".join(vocab) + "\n")
-        files.write_text(labels_path, "\n".join(label_names) + "\n")
+        with open(vocab_path, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(vocab) + "\n")
+        with open(labels_path, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(label_names) + "\n")
         module = _StudentModule(student, vocab_path, labels_path, label_names,
                                 max_seq_length, lower_case, pair)
         text_specs = [tf.TensorSpec([None], tf.string, name="text_a")]
@@ -143,8 +114,6 @@ def export_student(student, vocab: Sequence[str], label_names: Sequence[str],
         signatures = {"serving_default": module.serve_ids}
         if text_signature:
             signatures["serving_text"] = serve_text.get_concrete_function()
-        with files.atomic_folder(target, replace=False) as staging:
-            tf.saved_model.save(module, staging, signatures=signatures)
+        tf.saved_model.save(module, folder, signatures=signatures)
     finally:
         shutil.rmtree(assets_src, ignore_errors=True)  # the export holds its own copies
-    return target
