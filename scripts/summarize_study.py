@@ -60,10 +60,13 @@ def other_teacher_runs(runs: List[Dict]) -> List[str]:
 
     A task's runs are only comparable when they distilled the same fine-tuned teacher
     (a lost run folder means fine-tuning it again, which need not give the same weights).
+    One teacher's logits still differ by bfloat16 rounding between code versions (up to
+    0.004 when the encoders' GELU moved from erfc to erf); another teacher's differ by
+    tenths.
     """
     reference = runs[0]["teacher_logits"]
     return [f"{r['method']}_L{r['layers']}_s{r['seed']}" for r in runs
-            if not np.allclose(r["teacher_logits"], reference, atol=1e-4)]
+            if not np.allclose(r["teacher_logits"], reference, atol=0.02)]
 
 
 def teacher_line(task_dir: str, main: str) -> List[str]:

@@ -47,8 +47,8 @@ def test_bootstrap_interval_covers_the_observed_gap_and_pairs_examples():
 def test_runs_of_another_teacher_are_named():
     teacher = np.random.RandomState(0).randn(10, 2).astype(np.float32)
     runs = [made_up_run("kd", 0, [0] * 10, teacher),
-            made_up_run("sid", 0, [0] * 10, teacher + 1e-6),  # same teacher, float noise
-            made_up_run("sid", 1, [0] * 10, teacher + 0.01)]  # fine-tuned again
+            made_up_run("sid", 0, [0] * 10, teacher + 0.004),  # same teacher, bf16 rounding
+            made_up_run("sid", 1, [0] * 10, teacher + 0.1)]  # fine-tuned again
     assert summarize_study.other_teacher_runs(runs) == ["sid_L3_s1"]
 
 
