@@ -181,9 +181,11 @@ def test_evaluate_predict_and_export_modes(sid_run, tmp_path):
         assert len([line for line in refused.stderr.splitlines()
                     if line.startswith("error: ")]) == 1
     assert snapshot(os.path.join(model_dir, "export")) == before
-    run_cli(*common, "--mode=export", "--export_formats=litert,onnx_int8,hf")
-    for name in ("litert", "onnx_int8", "hf"):  # one version for all three
-        assert os.listdir(os.path.join(model_dir, "export", name)) == ["3"]
+    run_cli(*common, "--mode=export", "--export_formats=litert,litert_int8,hf")
+    # One version for all three: the first free in each (the pipeline wrote litert_int8/1).
+    for name in ("litert", "litert_int8", "hf"):
+        assert sorted(os.listdir(os.path.join(model_dir, "export", name)))[-1] == "2"
+    assert not os.path.exists(os.path.join(model_dir, "export", "litert", "1"))
 
 
 def test_check_export_script(sid_run):

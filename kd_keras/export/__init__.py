@@ -14,8 +14,9 @@ hf                  <export_dir>/hf/<version>/             transformers, kd_kera
 The LiteRT and ONNX folders hold the model file, labels.txt, export.json,
 tokenizer.json and text_inputs.py, which turns text into the model's inputs with the
 ``tokenizers`` package alone.  One call writes every requested format under one version
-number, all or none: each folder is built beside its target and renamed into place once
-every format has been written, and an existing version is never touched.
+number (the first one free in all of them), all or none: each folder is built beside its
+target and renamed into place once every format has been written, and an existing
+version is never touched.
 
 Full-integer LiteRT (int8 activations calibrated on training text) is not offered: it
 converts, but the demo student's dev accuracy fell from 0.998 to 0.514 (the attention
@@ -126,12 +127,13 @@ def folder_of(export_dir: str, format_name: str, version: int) -> str:
     return os.path.join(export_dir, format_name, str(version))
 
 
-def next_version(export_dir: str) -> int:
-    """One more than the largest version of any format in export_dir (1 when empty)."""
+def next_version(export_dir: str, formats: Sequence[str] = ("saved_model",)) -> int:
+    """The first version number free in every one of ``formats`` (1 when none has one)."""
     versions = [0]
-    for folder in [export_dir] + [os.path.join(export_dir, name) for name in WRITERS]:
+    for name in formats:
+        folder = os.path.dirname(folder_of(export_dir, name, 0))
         if os.path.isdir(folder):
-            versions += [int(name) for name in os.listdir(folder) if name.isdigit()]
+            versions += [int(entry) for entry in os.listdir(folder) if entry.isdigit()]
     return max(versions) + 1
 
 
@@ -155,7 +157,8 @@ def export(student: Exportable, export_dir: str, formats: Sequence[str] = ("save
         student: the model and what its exports need.
         export_dir: the base folder.
         formats: names from WRITERS.
-        version: the version number; the next free one when None.
+        version: the version number; when None, the first one free in every format
+            asked for (a first LiteRT export is litert/1 beside an earlier SavedModel).
 
     Returns:
         Format name -> its folder.
@@ -165,7 +168,7 @@ def export(student: Exportable, export_dir: str, formats: Sequence[str] = ("save
     """
     formats = list(dict.fromkeys(formats))
     check_request(formats)
-    version = next_version(export_dir) if version is None else version
+    version = next_version(export_dir, formats) if version is None else version
     targets = {name: folder_of(export_dir, name, version) for name in formats}
     taken = [path for path in targets.values() if os.path.exists(path)]
     if taken:
