@@ -56,7 +56,9 @@ OWN_FILES = {"good.csv": b"text,label\nw2 w4,yes\nw1 w3,no\n",
              "empty_text.csv": b"text,label\nw2 w4,yes\nw1,no\n,yes\n",
              "new_label.csv": b"text,label\nw2,maybe\n",
              "latin1.csv": b"text,label\nw2,yes\nw\xe9,no\n",
-             "one_label.csv": b"text,label\nw2,yes\nw4,yes\n"}
+             "one_label.csv": b"text,label\nw2,yes\nw4,yes\n",
+             "twice.csv": b"text,text,label\nw2,w4,yes\nw1,w3,no\n",
+             "header_only.csv": b"text,label\n"}
 
 
 def mrpc(folders, data_dir, *extra):
@@ -92,6 +94,10 @@ CASES = {
                                   "new_label.csv:2: label 'maybe' never appears"),
     "own data not utf-8": (lambda f: own(f, "latin1.csv"), "latin1.csv:3: not UTF-8 text"),
     "own data one label": (lambda f: own(f, "one_label.csv"), "at least two labels"),
+    "own data column named twice": (lambda f: own(f, "twice.csv"),
+                                    "twice.csv:1: the header names the column 'text' 2 times"),
+    "own data header only": (lambda f: own(f, "good.csv", dev="header_only.csv"),
+                             "header_only.csv: no rows to read below the header"),
 }
 
 

@@ -133,6 +133,85 @@ def test_file_that_is_not_utf8_names_file_and_line(tmp_path, reader):
             load_examples(tasks.get_task("rte"), "train", str(tmp_path))
 
 
+# Hostile files (#29, item 6): each works as a user expects or is one DataError naming
+# the file and line.
+ROWS = "".join(f"{i},text {i},{'pos' if i % 2 else 'neg'}\n" for i in range(6))
+
+
+@pytest.mark.parametrize("name, content", [
+    ("bom.csv", b"\xef\xbb\xbf" + ("id,review,label\n" + ROWS).encode()),
+    ("crlf.csv", ("id,review,label\n" + ROWS).replace("\n", "\r\n").encode()),
+    ("crlf.jsonl", "".join(json.dumps({"review": f"text {i}", "label": "pos" if i % 2 else "neg"})
+                           + "\r\n" for i in range(6)).encode()),
+    ("nul_byte.csv", ("id,review,label\n" + ROWS.replace("text 0", "te\x00xt 0")).encode()),
+])
+def test_files_that_work_as_expected(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    rows, skipped = read_own_rows(str(path), ["review"], "label")
+    assert skipped == 0 and len(rows) == 6
+    assert [r.label for r in rows] == ["neg", "pos"] * 3
+    assert rows[1].text_a == "text 1"  # no BOM, no carriage return left in a field
+
+
+def test_quoted_newlines_stay_in_the_text_and_lines_count_past_them(tmp_path):
+    path = tmp_path / "quoted.csv"
+    path.write_text('id,review,label\n1,"line one\nline two",pos\n2,,neg\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"quoted.csv:4: empty text"):
+        read_own_rows(str(path), ["review"], "label")
+    rows, skipped = read_own_rows(str(path), ["review"], "label", skip_bad_rows=True)
+    assert rows[0].text_a == "line one\nline two" and skipped == 1
+
+
+def test_a_very_long_text_is_read_whole(tmp_path):
+    long_text = "word " * 100_000  # 500 KB in one field: csv's default limit is 128 KiB
+    path = tmp_path / "long.csv"
+    path.write_text(f"review,label\n{long_text},pos\nshort,neg\n", encoding="utf-8")
+    rows, _ = read_own_rows(str(path), ["review"], "label")
+    assert rows[0].text_a == long_text and rows[1].text_a == "short"
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("dup.csv", "review,review,label\na,b,pos\n",
+     "dup.csv:1: the header names the column 'review' 2 times"),
+    ("header_only.csv", "id,review,label\n", "header_only.csv: no rows to read below the header"),
+    ("blank.jsonl", "\n\n", "blank.jsonl: no rows to read"),
+    ("spaces.csv", "review,label\n   ,pos\n\t,neg\n", "spaces.csv:2: empty text in 'review'"),
+    ("list_label.jsonl", '{"review": "a", "label": "pos"}\n{"review": "b", "label": [1, 2]}\n',
+     "list_label.jsonl:2: field 'label' holds a JSON list"),
+    ("object_text.jsonl", '{"review": {"a": 1}, "label": "pos"}\n',
+     "object_text.jsonl:1: field 'review' holds a JSON object"),
+])
+def test_hostile_files_are_one_error_naming_file_and_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_own_rows(str(path), ["review"], "label")
+
+
+def test_every_row_bad_and_skipped_is_still_an_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("review,label\n,pos\nx,\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.csv: no rows to read \(2 malformed rows skipped\)"):
+        read_own_rows(str(path), ["review"], "label", skip_bad_rows=True)
+
+
+def test_mixed_label_types_in_jsonl_are_one_label_each(tmp_path):
+    """1 and "1" are the same label as the user wrote it; true is "True"."""
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("".join(json.dumps({"review": f"t{i}", "label": value}) + "\n"
+                            for i, value in enumerate([1, "1", 2, "2", 10])), encoding="utf-8")
+    rows, _ = read_own_rows(str(path), ["review"], "label")
+    assert own_labels(rows) == ["1", "2", "10"]
+
+
+def test_binary_garbage_is_refused_by_line(tmp_path):
+    path = tmp_path / "garbage.csv"
+    path.write_bytes(b"review,label\nok,pos\n" + bytes(range(128, 256)) * 4)
+    with pytest.raises(DataError, match=r"garbage.csv:3: not UTF-8 text"):
+        read_own_rows(str(path), ["review"], "label")
+
+
 def test_tiny_teacher_vocab_covers_every_training_word():
     from kd_keras import tokenization
 

@@ -15,6 +15,9 @@ from kd_keras.errors import DataError
 from kd_keras.tasks import TaskSpec
 
 OWN_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
+# csv's default cap on a field (128 KiB) would stop a file at its first long text; the
+# tokenizer truncates texts of any length.
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,14 +61,28 @@ def _records(path: str, needed: Sequence[str]):
                 yield number, DataError("not a JSON object; JSONL needs one object a line.")
                 continue
             missing = [name for name in needed if name not in record]
-            yield number, (DataError(f"no field {', '.join(map(repr, missing))} (the row has "
-                                     f"{', '.join(map(repr, record)) or 'none'}).")
-                           if missing else record)
+            nested = [name for name in needed
+                      if isinstance(record.get(name), (dict, list))]
+            if missing:
+                record = DataError(f"no field {', '.join(map(repr, missing))} (the row has "
+                                   f"{', '.join(map(repr, record)) or 'none'}).")
+            elif nested:
+                record = DataError(f"field '{nested[0]}' holds a JSON "
+                                   f"{'object' if isinstance(record[nested[0]], dict) else 'list'}"
+                                   "; texts and labels are strings or numbers.")
+            yield number, record
         return
     delimiter = OWN_FORMATS[extension]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
                         quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
-    header = [name.strip() for name in next(reader, [])]
+    try:
+        header = [name.strip() for name in next(reader, [])]
+    except csv.Error as error:
+        raise DataError(f"{path}:1: the header row cannot be read ({error}).") from None
+    repeated = sorted(name for name in set(header) if header.count(name) > 1 and name)
+    if repeated:
+        raise DataError(f"{path}:1: the header names the column '{repeated[0]}' "
+                        f"{header.count(repeated[0])} times; give each column its own name.")
     missing = [name for name in needed if name not in header]
     if missing:
         hint = ""
@@ -77,7 +94,14 @@ def _records(path: str, needed: Sequence[str]):
                             "fix the delimiter or the file name.")
         raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; the header row "
                         f"has {', '.join(map(repr, header)) or 'no columns'}.{hint}")
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # e.g. a quote left open to the end of the file
+            raise DataError(f"{path}:{reader.line_num}: {error}; check the quoting of the "
+                            "rows above.") from None
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
@@ -102,8 +126,8 @@ def read_own_rows(path: str, text_fields: Sequence[str], label_field: Optional[s
         (rows, number of rows skipped).
 
     Raises:
-        DataError: as _records, or a row is malformed and skip_bad_rows is off; the
-            message names the file and line.
+        DataError: as _records; a row is malformed and skip_bad_rows is off (the
+            message names the file and line); or the file has no usable row.
     """
     needed = list(text_fields) + ([label_field] if label_field else [])
     rows, skipped = [], 0
@@ -124,6 +148,11 @@ def read_own_rows(path: str, text_fields: Sequence[str], label_field: Optional[s
             raise DataError(f"{path}:{line}: {record} Fix the row, or pass --skip_bad_rows to "
                             "skip malformed rows.")
         skipped += 1
+    if not rows:
+        raise DataError(f"{path}: no rows to read"
+                        + (f" ({skipped} malformed rows skipped)." if skipped else
+                           " below the header." if path.lower().endswith((".csv", ".tsv"))
+                           else "."))
     return rows, skipped
 
 
