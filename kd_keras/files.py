@@ -9,9 +9,13 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Callable, Iterator, Optional, TypeVar
 
 import numpy as np
+
+from kd_keras.errors import UserError
+
+T = TypeVar("T")
 
 
 def _parent(path: str) -> str:
@@ -62,9 +66,37 @@ def save_npz(path: str, **arrays: np.ndarray) -> None:
         np.savez(handle, **arrays)
 
 
-def save_npy(path: str, array: np.ndarray) -> None:
-    with atomic_file(path, "wb") as handle:
-        np.save(handle, array)
+def load_cache(path: str, load: Callable[[str], T]) -> Optional[T]:
+    """A cache file's contents, or None when it is missing or damaged.
+
+    A damaged file (truncated, bytes flipped: whatever ``load`` raises, a CRC check of an
+    .npz member or a checksum line included) is removed so that the caller rebuilds it:
+    a cache is never trusted over computing it again.
+    """
+    if not os.path.exists(path):
+        return None
+    try:
+        return load(path)
+    except Exception as error:  # noqa: BLE001 (any failure to read means: rebuild)
+        print(f"The cache file {path} is damaged ({type(error).__name__}: {error}); "
+              "rebuilding it.")
+        os.remove(path)
+        return None
+
+
+def read_record(path: str, parse: Callable[[str], T]) -> T:
+    """A record kd_keras wrote and reads back (config.json, run_identity.json), parsed.
+
+    Raises:
+        UserError: the file is damaged (not UTF-8, not JSON, or ``parse`` refuses it);
+            the message names the file.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return parse(handle.read())
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise UserError(f"{path} is damaged ({type(error).__name__}: {error}); restore it, "
+                        "or use another --model_dir.") from None
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 from absl import app, flags  # noqa: E402
 
 from kd_keras import config as config_lib  # noqa: E402
+from kd_keras import files  # noqa: E402
 from kd_keras import flags as kd_flags  # noqa: E402
 from kd_keras.hub import MINILM  # noqa: E402
 from kd_keras.tasks import OWN_DATA_TASK  # noqa: E402
@@ -103,8 +104,7 @@ def _on_a_finished_run(run: config_lib.RunConfig) -> config_lib.RunConfig:
     path = os.path.join(run.train.model_dir, "config.json")
     if run.mode not in USE_A_FINISHED_RUN or not os.path.exists(path):
         return run
-    with open(path, encoding="utf-8") as handle:
-        recorded = config_lib.from_json(handle.read())
+    recorded = files.read_record(path, config_lib.from_json)
     given = {field.name for _, field in config_lib.flag_fields() if FLAGS[field.name].present}
     if FLAGS["train_file"].present:
         given.add("task")  # the own-data task, derived from --train_file

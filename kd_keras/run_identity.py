@@ -86,13 +86,18 @@ def recorded(model_dir: str) -> Dict[str, object]:
     """
     path = os.path.join(model_dir, IDENTITY_FILE)
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return files.read_record(path, _identity)
     legacy = os.path.join(model_dir, "config.json")
     if os.path.exists(legacy):
-        with open(legacy, encoding="utf-8") as handle:
-            return describe(config_lib.from_json(handle.read()))
+        return describe(files.read_record(legacy, config_lib.from_json))
     return {}
+
+
+def _identity(text: str) -> Dict[str, object]:
+    identity = json.loads(text)
+    if not isinstance(identity, dict):
+        raise ValueError("not a JSON object")
+    return identity
 
 
 def _show(value: object) -> str:

@@ -471,7 +471,7 @@ def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
     expected = inference.predict_logits(own_teacher, synthetic_features, 32)
     first = logit_cache.teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
     np.testing.assert_array_equal(first, expected)
-    assert len(list(tmp_path.glob("teacher_logits_*.npy"))) == 1
+    assert len(list(tmp_path.glob("teacher_logits_*.npz"))) == 1
 
     def no_teacher_run(*args, **kwargs):
         raise AssertionError("the teacher ran although its logits were cached")
@@ -485,7 +485,7 @@ def test_teacher_logits_cache_on_disk_is_reused_and_keyed_by_teacher(
     kernel = own_teacher.weights[-2]
     kernel.assign(kernel + 1.0)
     changed = logit_cache.teacher_logits(own_teacher, synthetic_features, 32, str(tmp_path))
-    assert len(list(tmp_path.glob("teacher_logits_*.npy"))) == 2
+    assert len(list(tmp_path.glob("teacher_logits_*.npz"))) == 2
     assert not np.allclose(changed, expected)
 
 

@@ -21,8 +21,6 @@ def test_failed_writes_leave_the_old_file_and_no_temporary(tmp_path):
     assert os.listdir(tmp_path / "sub") == ["results.json"]
     files.save_npz(str(tmp_path / "x.npz"), a=np.arange(3))
     np.testing.assert_array_equal(np.load(tmp_path / "x.npz")["a"], [0, 1, 2])
-    files.save_npy(str(tmp_path / "y.npy"), np.ones(2))
-    assert np.load(tmp_path / "y.npy").sum() == 2
 
 
 def test_folders_appear_whole_or_not_at_all(tmp_path):

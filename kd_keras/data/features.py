@@ -74,12 +74,9 @@ def tokenize(examples: Sequence[Example], tokenizer, max_seq_length: int,
             [cache_key, max_seq_length, len(tokenizer), tokenizer.__class__.__name__,
              [dataclasses.astuple(e) for e in examples]]).encode()).hexdigest()[:20]
         cache_path = os.path.join(cache_dir, f"features_{digest}.npz")
-        if os.path.exists(cache_path):
-            with np.load(cache_path) as stored:
-                return Features({n: stored[n] for n in FEATURE_NAMES},
-                                stored["lengths"], stored["labels"],
-                                stored["label_weights"] if "label_weights" in stored
-                                else None)
+        cached = files.load_cache(cache_path, _load_features)  # damaged: rebuilt
+        if cached is not None and len(cached) == len(examples):
+            return cached
     texts_a = [e.text_a for e in examples]
     texts_b = [e.text_b or "" for e in examples] if examples[0].text_b is not None else None
     encoded = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_length,
@@ -96,6 +93,17 @@ def tokenize(examples: Sequence[Example], tokenizer, max_seq_length: int,
     if cache_path:
         optional = {} if label_weights is None else {"label_weights": label_weights}
         files.save_npz(cache_path, lengths=lengths, labels=labels, **flat, **optional)
+    return features
+
+
+def _load_features(path: str) -> Features:
+    """Features saved by tokenize (zip's CRC checks each array as it is read)."""
+    with np.load(path) as stored:
+        features = Features({n: stored[n] for n in FEATURE_NAMES}, stored["lengths"],
+                            stored["labels"],
+                            stored["label_weights"] if "label_weights" in stored else None)
+    if int(features.lengths.sum()) != len(features.flat["input_ids"]):
+        raise ValueError("the row lengths do not add up to the tokens")
     return features
 
 

@@ -35,14 +35,24 @@ def teacher_logits(teacher: EncoderClassifier, features: Features,
         digest.update(np.ascontiguousarray(features.flat[name]).tobytes())
     digest.update(np.ascontiguousarray(features.lengths).tobytes())
     digest.update(f"{batch_size}/{keras.config.dtype_policy().name}".encode())
-    path = os.path.join(folder, f"teacher_logits_{digest.hexdigest()[:20]}.npy")
-    if os.path.exists(path):
+    # .npz: zip's CRC of the array tells a damaged file, which is then computed again.
+    path = os.path.join(folder, f"teacher_logits_{digest.hexdigest()[:20]}.npz")
+
+    def load(stored_path: str) -> np.ndarray:
+        with np.load(stored_path) as stored:
+            logits = stored["logits"]
+        if logits.shape[0] != len(features):
+            raise ValueError(f"{logits.shape[0]} rows for {len(features)} examples")
+        return logits
+
+    logits = files.load_cache(path, load)
+    if logits is not None:
         print(f"Reusing the teacher's logits on {len(features)} training examples from "
               f"{path}.")
-        return np.load(path)
+        return logits
     started = time.perf_counter()
     logits = inference.predict_logits(teacher, features, batch_size)
-    files.save_npy(path, logits)  # runs sharing the folder never read half a file
+    files.save_npz(path, logits=logits)  # runs sharing the folder never read half a file
     print(f"Cached the teacher's logits on {len(logits)} training examples in "
           f"{time.perf_counter() - started:.1f} s.")
     return logits

@@ -65,10 +65,11 @@ def augmented(context: RunContext, examples: List[Example], teacher: EncoderClas
             tokenization.vocab_tokens(tokenizer), embeddings,
             bool(getattr(tokenizer, "do_lower_case", True)))
     path = os.path.join(context.cache_dir, f"augmented_{key.hexdigest()[:20]}.jsonl")
-    if os.path.exists(path):
+    found = files.load_cache(path, read)
+    if found is not None:
         print(f"Reusing {copies} augmented cop{'y' if copies == 1 else 'ies'} of each "
               f"training text ({method}) from {path}.")
-        return read(path)
+        return found
     print(f"Augmenting the {len(examples)} training texts ({copies} "
           f"cop{'y' if copies == 1 else 'ies'} each, {method}).")
     bar = keras.utils.Progbar(len(examples), verbose=1 if sys.stdout.isatty() else 2)
@@ -78,15 +79,28 @@ def augmented(context: RunContext, examples: List[Example], teacher: EncoderClas
             bar.update(done, finalize=done == len(examples))
 
     found = augment.augment(examples, copies, method, seed, neighbours, progress)
+    lines = [json.dumps({"text_a": example.text_a, "text_b": example.text_b}) + "\n"
+             for example in found]
     with files.atomic_file(path) as handle:  # a killed run leaves no half file
-        for example in found:
-            handle.write(json.dumps({"text_a": example.text_a, "text_b": example.text_b})
-                         + "\n")
+        handle.writelines(lines)
+        # The last line checks the others: a damaged file is rebuilt, not read.
+        handle.write(json.dumps({"sha256": _checksum(lines)}) + "\n")
     return found
 
 
+def _checksum(lines: List[str]) -> str:
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
+
+
 def read(path: str) -> List[Example]:
-    """Augmented copies written by ``augmented``."""
+    """Augmented copies written by ``augmented``.
+
+    Raises:
+        ValueError: the file is damaged (its checksum line is missing or disagrees).
+    """
     with open(path, encoding="utf-8") as handle:
-        return [Example(record["text_a"], record["text_b"], None)
-                for record in map(json.loads, handle)]
+        lines = handle.readlines()
+    if not lines or json.loads(lines[-1]).get("sha256") != _checksum(lines[:-1]):
+        raise ValueError("the checksum line does not match the copies")
+    return [Example(record["text_a"], record["text_b"], None)
+            for record in map(json.loads, lines[:-1])]
