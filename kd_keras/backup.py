@@ -1,39 +1,78 @@
 """Backups for exact resume: everything a resumed run needs (the Distiller's backup
 variables, its position and the callbacks' bookkeeping) in one folder, written whole
 and renamed into place, restored before training continues, and removed once the run
-is done."""
+is done.
+
+Two are kept: writing a backup moves the last one to ``<backup>.previous`` first, so a
+damaged backup (a truncated or altered file: the variables' zip CRC or the state's JSON
+tells) is passed over for the one before it, and the run resumes from there.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
 
 from kd_keras import backends, distribute, files
-from kd_keras.errors import Preempted
+from kd_keras.errors import Preempted, UserError
 
 STATE_FILE, VARIABLES_FILE = "state.json", "variables.npz"
+PREVIOUS = ".previous"
 
 
-def read_state(backup_dir: str) -> Optional[Dict]:
-    """The last backup's state (position, bookkeeping), or None when there is none."""
-    path = os.path.join(backup_dir, STATE_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+def _read(folder: str) -> Tuple[Dict, List[np.ndarray]]:
+    """A backup folder's state and variable values.
+
+    Raises:
+        Exception: the folder is incomplete or damaged (whatever reading it raises).
+    """
+    with open(os.path.join(folder, STATE_FILE), encoding="utf-8") as handle:
+        state = json.load(handle)
+    if not isinstance(state, dict) or not {"epoch", "batch", "run_state"} <= set(state):
+        raise ValueError(f"{STATE_FILE} lacks the position")
+    with np.load(os.path.join(folder, VARIABLES_FILE)) as saved:
+        values = [saved[f"v{i}"] for i in range(len(saved.files))]  # CRC checked here
+    return state, values
+
+
+def latest(backup_dir: str) -> Optional[Tuple[Dict, List[np.ndarray]]]:
+    """The newest readable backup's (state, values): backup_dir, or the one before it
+    when backup_dir is damaged or was being replaced; None when there is none.
+
+    Raises:
+        UserError: backups exist and none can be read.
+    """
+    candidates = [folder for folder in (backup_dir, backup_dir + PREVIOUS)
+                  if os.path.isdir(folder)]
+    problems = []
+    for folder in candidates:
+        try:
+            found = _read(folder)
+        except Exception as error:  # noqa: BLE001 (any damage: try the previous backup)
+            problems.append(f"{folder}: {type(error).__name__}: {error}")
+            continue
+        if problems:
+            print(f"The backup {problems[0]} is damaged; resuming from the previous backup, "
+                  f"{folder}.")
+        return found
+    if problems:
+        raise UserError(f"Every backup is damaged ({'; '.join(problems)}); remove "
+                        f"{backup_dir} and {backup_dir + PREVIOUS} to start this training "
+                        "again.")
+    return None
 
 
 def position(backup_dir: str, steps_per_epoch: int) -> Tuple[int, int]:
     """Where a run resumes: (epoch, batch) after the last backup, or (0, 0) without one."""
-    state = read_state(backup_dir)
-    if state is None:
+    found = latest(backup_dir)
+    if found is None:
         return 0, 0
-    epoch, batch = int(state["epoch"]), int(state["batch"])
+    epoch, batch = int(found[0]["epoch"]), int(found[0]["batch"])
     if batch >= steps_per_epoch:
         return epoch + 1, 0
     return epoch, batch
@@ -77,12 +116,11 @@ class TrainingBackup(keras.callbacks.Callback):
         if self.restored:
             return False
         self.restored = True
-        state = read_state(self.backup_dir)
-        if state is None:
+        found = latest(self.backup_dir)
+        if found is None:
             return False
+        state, values = found
         variables = self.model.backup_variables()
-        with np.load(os.path.join(self.backup_dir, VARIABLES_FILE)) as saved:
-            values = [saved[f"v{i}"] for i in range(len(saved.files))]
         if len(values) != len(variables) or any(
                 tuple(v.shape) != value.shape for v, value in zip(variables, values)):
             raise ValueError(f"The backup in {self.backup_dir} does not fit this model; "
@@ -132,11 +170,18 @@ class TrainingBackup(keras.callbacks.Callback):
         backends.current().sync_variables(self.model)
         variables = self.model.backup_variables()
         arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
-        with files.atomic_folder(self.backup_dir) as staging:
+        previous = self.backup_dir + PREVIOUS
+        with files.atomic_folder(previous + ".next") as staging:
             np.savez(os.path.join(staging, VARIABLES_FILE), **arrays)
             files.write_json(os.path.join(staging, STATE_FILE),
                              {"epoch": epoch, "batch": next_batch,
                               "run_state": self.model.get_run_state()})
+        # Killed between these renames, a run still finds a whole backup: the new one,
+        # the last one, or the last one under .previous.
+        if os.path.isdir(self.backup_dir):
+            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(self.backup_dir, previous)
+        os.replace(previous + ".next", self.backup_dir)
 
     def closing_callback(self) -> keras.callbacks.Callback:
         backup = self
@@ -161,7 +206,8 @@ def remove(backup_root: str, run_name: str, strategy) -> None:
     distribute.wait_for_all_workers(strategy)
     if not distribute.is_chief(strategy):
         return
-    shutil.rmtree(os.path.join(backup_root, run_name), ignore_errors=True)
+    for suffix in ("", PREVIOUS, PREVIOUS + ".next"):
+        shutil.rmtree(os.path.join(backup_root, run_name + suffix), ignore_errors=True)
     try:
         os.rmdir(backup_root)  # only if empty: another run's backup may still be there
     except OSError:
