@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from kd_keras import backends, distribute, files
-from kd_keras.errors import Preempted, UserError
+from kd_keras.errors import DiskFull, Preempted, UserError
 
 STATE_FILE, VARIABLES_FILE = "state.json", "variables.npz"
 PREVIOUS = ".previous"
@@ -171,11 +171,14 @@ class TrainingBackup(keras.callbacks.Callback):
         variables = self.model.backup_variables()
         arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
         previous = self.backup_dir + PREVIOUS
-        with files.atomic_folder(previous + ".next") as staging:
-            np.savez(os.path.join(staging, VARIABLES_FILE), **arrays)
-            files.write_json(os.path.join(staging, STATE_FILE),
-                             {"epoch": epoch, "batch": next_batch,
-                              "run_state": self.model.get_run_state()})
+        try:
+            with files.atomic_folder(previous + ".next") as staging:
+                np.savez(os.path.join(staging, VARIABLES_FILE), **arrays)
+                files.write_json(os.path.join(staging, STATE_FILE),
+                                 {"epoch": epoch, "batch": next_batch,
+                                  "run_state": self.model.get_run_state()})
+        except DiskFull:
+            raise files.disk_full(self.backup_dir) from None
         # Killed between these renames, a run still finds a whole backup: the new one,
         # the last one, or the last one under .previous.
         if os.path.isdir(self.backup_dir):

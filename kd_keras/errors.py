@@ -26,6 +26,13 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
 
 
+class DiskFull(Exception):
+    """No space left on the disk being written.  The write was atomic, so nothing
+    half-written stays, and the folder keeps its last complete backup: main.py prints one
+    line and exits with code 2, keeping the folder, and the same command resumes once
+    there is space."""
+
+
 class Preempted(Exception):
     """Training stopped on SIGTERM / SIGINT after a backup; the same command resumes it.
     Not the user's error: main.py prints it as one line and exits with code 75

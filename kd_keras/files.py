@@ -5,6 +5,7 @@ into place, so an interrupted run never leaves half a file, and runs sharing a f
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -13,9 +14,22 @@ from typing import Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 
-from kd_keras.errors import UserError
+from kd_keras.errors import DiskFull, UserError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 T = TypeVar("T")
+
+
+def disk_full(path: str) -> DiskFull:
+    """The error of a write to ``path`` that found its disk full."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    free = shutil.disk_usage(folder).free
+    return DiskFull(f"no space left on the disk writing {path} ({free / 1e6:,.0f} MB free "
+                    "there); nothing half-written was kept: free some space and run the "
+                    "same command again (training resumes from its last complete backup).")
 
 
 def _parent(path: str) -> str:
@@ -42,9 +56,11 @@ def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(partial):
             os.remove(partial)
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            raise disk_full(path) from error
         raise
 
 
@@ -111,6 +127,8 @@ def atomic_folder(target: str, replace: bool = True) -> Iterator[str]:
         if os.path.exists(target) and replace:
             shutil.rmtree(target)
         os.replace(staging, target)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            raise disk_full(target) from error
         raise

@@ -122,7 +122,7 @@ def main(argv) -> None:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from absl import logging
 
-    from kd_keras.errors import Preempted
+    from kd_keras.errors import DiskFull, Preempted
     from kd_keras.pipeline import modes
 
     logging.set_verbosity(logging.WARNING)  # TF's INFO lines drown the progress output
@@ -149,6 +149,12 @@ def main(argv) -> None:
     except Preempted as stopped:  # the folder holds the backup to resume from
         print(f"stopped: {stopped}", file=sys.stderr)
         sys.exit(75)
+    except (DiskFull, OSError) as error:  # the folder keeps its backups to resume from
+        if isinstance(error, DiskFull):
+            _fail(error)
+        if error.errno not in files.NO_SPACE:
+            raise
+        _fail(files.disk_full(error.filename or model_dir))
     except user_errors as error:
         if not model_dir_existed:
             # This run made the folder and failed: leave nothing behind.  Folders that

@@ -36,3 +36,21 @@ def test_folders_appear_whole_or_not_at_all(tmp_path):
     with files.atomic_folder(str(target)) as staging:
         open(os.path.join(staging, "c"), "w").close()
     assert os.listdir(target) == ["c"]  # replaced whole
+
+
+def test_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_path):
+    import errno
+
+    from kd_keras.errors import DiskFull
+
+    path = tmp_path / "results.json"
+    files.write_text(str(path), "old")
+    with pytest.raises(DiskFull, match=r"no space left on the disk writing .*results.json"):
+        with files.atomic_file(str(path)) as handle:
+            handle.write("half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.json"]
+    with pytest.raises(DiskFull, match=r"writing .*student .*MB free there"):
+        with files.atomic_folder(str(tmp_path / "student")):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    assert os.listdir(tmp_path) == ["results.json"]

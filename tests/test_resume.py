@@ -131,11 +131,29 @@ SOURCES = ["synthetic"] + (["own_data", "own_data_added"]
 @pytest.mark.parametrize("source", SOURCES)
 def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source):
     check_sigkill_then_rerun(tmp_path, source, "tensorflow",
-                             signals=(signal.SIGKILL, signal.SIGTERM))
+                             signals=(signal.SIGKILL, signal.SIGTERM), disk_full=True)
+
+
+def fill_the_disk_mid_stage_2(run, model_dir):
+    """Runs until the 16th distillation backup (in stage 2's first epoch) finds the disk
+    full (tests/with_full_disk.py): one error line naming the backup, exit 2, no partial
+    file, the backups before it kept."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "with_full_disk.py"),
+         "distill.previous.next:16", *run, f"--model_dir={model_dir}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and len(errors) == 1, result.stdout[-3000:] + result.stderr
+    assert "no space left on the disk writing" in errors[0]
+    assert os.path.join(model_dir, "backup", "distill") in errors[0]
+    assert not [name for _, folders, names in os.walk(model_dir) for name in folders + names
+                if name.startswith(".tmp") or name.endswith(".tmp")]
+    assert [s["stage"] for s in read_backup(model_dir)["run_state"]["stages"]] == [1]
+    return result.stdout
 
 
 def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
-                             signals=(signal.SIGKILL,)):
+                             signals=(signal.SIGKILL,), disk_full=False):
     """Kills a sid run on ``backend`` inside stage 2, reruns it, and compares it with an
     uninterrupted run of the same flags (tests/test_resume_jax.py runs it on JAX).
 
@@ -144,6 +162,8 @@ def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
             two_workers for a multi-worker job); the teacher is fine-tuned in one process.
         signals: each stops a run of its own (SIGTERM: preemption, a backup at the next
             batch and exit 75), which is rerun and compared.
+        disk_full: also stop one by a full disk inside stage 2 (one process, TensorFlow),
+            then rerun and compare it.
     """
     start = start or one_process(backend)
     run = run_flags(source, str(tmp_path / "data"), backend)
@@ -156,14 +176,18 @@ def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
     with open(os.path.join(straight, "results.json")) as handle:
         expected = json.load(handle)
     want = student_weights(straight)
-    for how in signals:
-        resumed = str(tmp_path / f"resumed_{how.name}")
+    for how in [*signals, "disk_full"][: len(signals) + disk_full]:
+        name = getattr(how, "name", how)
+        resumed = str(tmp_path / f"resumed_{name}")
         shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(resumed, "teacher"))
-        # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
-        output = kill_mid_epoch(start, run, resumed, epoch=2, batch=5, how=how)
+        if how == "disk_full":
+            output = fill_the_disk_mid_stage_2(run, resumed)
+        else:
+            # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
+            output = kill_mid_epoch(start, run, resumed, epoch=2, batch=5, how=how)
         assert f"Stage 2/{stages}: sid 2/{stages}" in output
         assert f"Stage 2/{stages} ends" not in output
-        if how != signal.SIGKILL:
+        if how not in (signal.SIGKILL, "disk_full"):
             assert f"stopped: {how.name} received" in output
             assert "run the same command again to resume" in output
         # The backup left is inside stage 2: stage 1 has ended, stage 2 has not.
@@ -184,4 +208,4 @@ def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
         assert want.keys() == have.keys()
         for name in want:
             np.testing.assert_allclose(have[name], want[name], atol=1e-6,
-                                       err_msg=f"{how.name}: {name}")
+                                       err_msg=f"{getattr(how, 'name', how)}: {name}")
