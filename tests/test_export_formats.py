@@ -13,7 +13,7 @@ import pytest
 from kd_keras import config, encoders, export
 from kd_keras.data.examples import Example
 from kd_keras.data.features import tokenize
-from kd_keras.errors import ExportError
+from kd_keras.errors import DiskFull, ExportError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = [Example("w2 w4 w6", "w1 w3 w8 w5", 1), Example("w11 w13", "w20 w22 w24 w7 w9", 0),
@@ -148,7 +148,8 @@ def test_bad_requests_write_nothing(exported, tokenizer, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setitem(export.WRITERS, "onnx", fails)
-    with pytest.raises(OSError):  # hf is written first, then onnx fails: neither stays
+    # hf is written first, then onnx finds the disk full: neither stays.
+    with pytest.raises(DiskFull, match=r"no space left on the disk writing .*onnx"):
         export.export(plain, folder, ["hf", "onnx"])
     assert snapshot(folder) == before
     assert sorted(os.listdir(os.path.join(folder, "hf"))) == ["1"]
