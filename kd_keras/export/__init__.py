@@ -32,10 +32,9 @@ import os
 import shutil
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-
 from kd_keras import files, tokenization
 from kd_keras.errors import ExportError
-from kd_keras.export import litert, onnx, saved_model, text_inputs
+from kd_keras.export import graph, litert, onnx, saved_model, text_inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +69,7 @@ def _ids_export(model_file: str, write_model: Callable[[Exportable, str], None],
         shutil.copyfile(text_inputs.__file__, os.path.join(folder, "text_inputs.py"))
         files.write_json(os.path.join(folder, "export.json"), {
             "model_file": model_file, "precision": precision,
-            "inputs": ["input_ids", "attention_mask", "token_type_ids"],
+            "inputs": list(graph.INPUT_NAMES),
             "outputs": ["logits", "probabilities"], "labels": list(student.label_names),
             "max_seq_length": student.max_seq_length, "pair": student.pair,
             "pad_id": int(student.tokenizer.pad_token_id or 0)})
@@ -118,6 +117,8 @@ WRITERS: Dict[str, Callable[[Exportable, str], None]] = {
                              "int8 weights, dynamic activations"),
     "hf": _hf_folder,
 }
+# The formats that take token ids and run in their own runtime (runner()).
+IDS_FORMATS: List[str] = [name for name in WRITERS if name.startswith(("litert", "onnx"))]
 
 
 def folder_of(export_dir: str, format_name: str, version: int) -> str:
@@ -194,5 +195,3 @@ def runner(format_name: str, folder: str, threads: Optional[int] = None):
         return litert.Runner(model_file, threads)
     return onnx.Runner(model_file, threads)
 
-
-IDS_FORMATS: List[str] = [name for name in WRITERS if name.startswith(("litert", "onnx"))]

@@ -43,7 +43,8 @@ def exportable(context: RunContext, spec: TaskSpec, student: EncoderClassifier, 
 
 def export_student(context: RunContext, student, version: Optional[int] = None
                    ) -> Dict[str, str]:
-    """Writes the student in every --export_formats format; returns format -> folder."""
+    """Writes the student (an export.Exportable: exportable()) in every --export_formats
+    format, under ``version`` or the next free one; returns format -> folder."""
     from kd_keras import export
 
     return export.export(student, context.export_dir, context.config.train.export_formats,
