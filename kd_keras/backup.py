@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import keras
 import numpy as np
 
-from kd_keras import backends, distribute, files
+from kd_keras import backends, callbacks, distribute, files
 from kd_keras.errors import DiskFull, Preempted, UserError
 
 STATE_FILE, VARIABLES_FILE = "state.json", "variables.npz"
@@ -127,7 +127,13 @@ class TrainingBackup(keras.callbacks.Callback):
                              "remove it to start again.")
         for variable, value in zip(variables, values):
             variable.assign(value)
-        self.model.set_run_state(state["run_state"])
+        run_state = dict(state["run_state"])
+        if state.get("epoch_so_far") and state["batch"] < self.steps_per_epoch:
+            # The running means of the epoch's batches before the backup
+            # (callbacks.ResumedEpochMeans).
+            run_state["epoch_so_far"] = {"epoch": state["epoch"],
+                                         "sums": state["epoch_so_far"]}
+        self.model.set_run_state(run_state)
         return True
 
     def position(self) -> Tuple[int, int]:
@@ -170,13 +176,18 @@ class TrainingBackup(keras.callbacks.Callback):
         backends.current().sync_variables(self.model)
         variables = self.model.backup_variables()
         arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+        run_state = self.model.get_run_state()
+        run_state.pop("epoch_so_far", None)  # this resume's: the sums below include it
+        mid_epoch = next_batch < self.steps_per_epoch
         previous = self.backup_dir + PREVIOUS
         try:
             with files.atomic_folder(previous + ".next") as staging:
                 np.savez(os.path.join(staging, VARIABLES_FILE), **arrays)
                 files.write_json(os.path.join(staging, STATE_FILE),
                                  {"epoch": epoch, "batch": next_batch,
-                                  "run_state": self.model.get_run_state()})
+                                  "run_state": run_state,
+                                  "epoch_so_far": callbacks.epoch_sums_so_far(
+                                      self.model, epoch) if mid_epoch else None})
         except DiskFull:
             raise files.disk_full(self.backup_dir) from None
         # Killed between these renames, a run still finds a whole backup: the new one,
@@ -207,8 +218,13 @@ def remove(backup_root: str, run_name: str, strategy) -> None:
     returned deleted the other worker's checkpoint while it was being written.
     """
     distribute.wait_for_all_workers(strategy)
-    if not distribute.is_chief(strategy):
-        return
+    if distribute.is_chief(strategy):
+        discard(backup_root, run_name)
+
+
+def discard(backup_root: str, run_name: str) -> None:
+    """Removes a backup (and its previous one) at once: for the chief only, when no
+    worker can be writing it (remove waits for them)."""
     for suffix in ("", PREVIOUS, PREVIOUS + ".next"):
         shutil.rmtree(os.path.join(backup_root, run_name + suffix), ignore_errors=True)
     try:

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import keras
 import numpy as np
 
+from kd_keras import backends
 from kd_keras import metrics as glue_metrics
 
 
@@ -28,6 +29,22 @@ def store_run_state(model, key: str, value) -> None:
     state = model.get_run_state()
     state[key] = value
     model.set_run_state(state)
+
+
+def recorded(model) -> Dict:
+    """What the callbacks recorded over a whole training, the epochs before a resume
+    included: read from the run state (which backups carry), so that a run resumed
+    after its last epoch, which trains nothing, still reports them.
+
+    Returns:
+        {"history": metric -> per-epoch values (EpochHistory), "stages": the stages
+        ended (StageController), "best_epoch": the best dev record or None and
+        "dev_history": every epoch's dev record (DevEvaluator)}.
+    """
+    state = model.get_run_state()
+    dev = state.get("dev", {})
+    return {"history": state.get("history", {}), "stages": state.get("stages", []),
+            "best_epoch": dev.get("best"), "dev_history": dev.get("history", [])}
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -177,6 +194,75 @@ class DevEvaluator(keras.callbacks.Callback):
             if self.patience and self.epochs_without_improvement >= self.patience:
                 print(f"Early stopping: no {main} gain on dev for {self.patience} epochs.")
                 model.run_finished = True
+
+
+def tracker_sums(model) -> Dict[str, List[float]]:
+    """Each running-mean metric's (total, count) over the epoch's batches so far."""
+    return {metric.name: [float(keras.ops.convert_to_numpy(v)) for v in metric.variables]
+            for metric in model.metrics if len(metric.variables) == 2}
+
+
+def epoch_sums_so_far(model, epoch: int) -> Dict[str, List[float]]:
+    """Each running mean's (total, count) over the epoch's batches so far: this fit's,
+    plus those before the interruption when the epoch was resumed mid-way."""
+    sums = tracker_sums(model)
+    before = load_run_state(model, "epoch_so_far", None)
+    if before and before["epoch"] == epoch:
+        for name, (total, count) in before["sums"].items():
+            if name in sums:
+                sums[name] = [sums[name][0] + total, sums[name][1] + count]
+    return sums
+
+
+class ResumedEpochMeans(keras.callbacks.Callback):
+    """Makes the logs of an epoch resumed mid-way the means over all its batches, those
+    before the interruption included: Keras starts its running means afresh with each
+    fit, so the backup keeps their (total, count) ("epoch_so_far" in the run state) and
+    they are added back here.  Put it before the callbacks that read the logs
+    (StageController's cosine threshold, EpochHistory, TensorBoard).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.whole_epoch: Dict[str, List[float]] = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.whole_epoch = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Read after the fit's last batch: validation then resets the running means.
+        so_far = load_run_state(self.model, "epoch_so_far", None)
+        if so_far and so_far["epoch"] == self.epoch and batch + 1 == self.params["steps"]:
+            backends.current().sync_variables(self.model)
+            self.whole_epoch = epoch_sums_so_far(self.model, self.epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            for name, (total, count) in self.whole_epoch.items():
+                if name in logs:
+                    logs[name] = total / max(count, 1.0)
+        store_run_state(self.model, "epoch_so_far", None)
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Every epoch's logs (losses, dev metrics), kept in the run state so that a resumed
+    run reports the epochs before its interruption too (callbacks.recorded).  Put it after
+    the callbacks that add to the logs.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.history: Dict[str, List[float]] = {}
+
+    def on_train_begin(self, logs=None):
+        self.history = load_run_state(self.model, "history", {})
+
+    def on_epoch_end(self, epoch, logs=None):
+        for name, value in (logs or {}).items():
+            self.history.setdefault(name, []).append(float(value))
+        store_run_state(self.model, "history", self.history)
 
 
 class EndEpoch(keras.callbacks.Callback):

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Callable, Iterator, List, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -115,20 +115,77 @@ def read_record(path: str, parse: Callable[[str], T]) -> T:
                         "or use another --model_dir.") from None
 
 
+TEMPORARY_PREFIXES = (".tmp_",)  # atomic_folder's staging folders
+TEMPORARY_SUFFIX = ".tmp"  # atomic_file's partial files
+REPLACED_SUFFIX = ".replaced"  # a folder moved aside while its new version is renamed in
+
+
+def _aside(target: str) -> str:
+    """Where atomic_folder moves an existing ``target`` while replacing it."""
+    head, name = os.path.split(os.path.abspath(target))
+    return os.path.join(head, f".{name}{REPLACED_SUFFIX}")
+
+
 @contextlib.contextmanager
 def atomic_folder(target: str, replace: bool = True) -> Iterator[str]:
     """Yields an empty temporary sibling folder to fill; it becomes ``target`` when the
     block ends without an exception (an existing target is replaced when ``replace``),
-    and is removed otherwise."""
+    and is removed otherwise.
+
+    A folder cannot be renamed over a non-empty one, so a replaced target is first moved
+    aside (``.<name>.replaced``), the new one renamed in, then the old one removed: a
+    process killed between the two renames leaves the old version aside, which
+    ``recover`` puts back.
+    """
     staging = tempfile.mkdtemp(dir=_parent(target),
-                               prefix=f".tmp_{os.path.basename(os.path.abspath(target))}_")
+                               prefix=f"{TEMPORARY_PREFIXES[0]}"
+                                      f"{os.path.basename(os.path.abspath(target))}_")
     try:
         yield staging
+        aside = _aside(target)
         if os.path.exists(target) and replace:
-            shutil.rmtree(target)
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(target, aside)
         os.replace(staging, target)
+        shutil.rmtree(aside, ignore_errors=True)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(error, OSError) and error.errno in NO_SPACE:
             raise disk_full(target) from error
         raise
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name is one the atomic writers leave only when killed."""
+    return (name.startswith(TEMPORARY_PREFIXES)
+            or (name.startswith(".") and name.endswith((TEMPORARY_SUFFIX, REPLACED_SUFFIX))))
+
+
+def recover(root: str, skip: Sequence[str] = ()) -> List[str]:
+    """Cleans up after a process killed inside a write under ``root``: partial files and
+    staging folders are removed, and a folder left aside by atomic_folder goes back in
+    place when its new version never arrived (removed when it did).
+
+    Call it only while no other process writes under ``root`` (kd_keras holds the
+    folder's lock); ``skip`` lists folders under it that others may share.
+
+    Returns:
+        What was removed or put back, as paths.
+    """
+    done = []
+    skip = {os.path.abspath(path) for path in skip}
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders
+                         if os.path.abspath(os.path.join(folder, name)) not in skip]
+        for name in [entry for entry in subfolders + names if is_temporary(entry)]:
+            path = os.path.join(folder, name)
+            target = os.path.join(folder, name[1:-len(REPLACED_SUFFIX)])
+            if name.endswith(REPLACED_SUFFIX) and not os.path.exists(target):
+                os.replace(path, target)
+            elif os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            done.append(path)
+        subfolders[:] = [name for name in subfolders if not is_temporary(name)]
+    return done

@@ -20,6 +20,7 @@ class Model:
         self.variables_ = [keras.Variable(np.zeros((3, 2), np.float32)),
                            keras.Variable(np.zeros((4,), np.float32))]
         self.run_state = {}
+        self.metrics = []  # no running means to carry over
 
     def backup_variables(self):
         return self.variables_

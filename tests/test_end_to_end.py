@@ -229,13 +229,20 @@ def test_another_run_in_a_used_folder_is_refused_and_changes_nothing(sid_run, tm
     assert snapshot(model_dir) == before
 
 
-def test_the_same_command_again_reuses_the_teacher(sid_run):
+def test_the_same_command_again_reuses_the_teacher_and_the_student(sid_run):
     model_dir, _ = sid_run
-    teacher_files = {k: v for k, v in snapshot(model_dir).items() if k.startswith("teacher")}
-    exports = set(os.listdir(os.path.join(model_dir, "export")))
+    kept = {k: v for k, v in snapshot(model_dir).items()
+            if k.startswith(("teacher", "student", "export"))}
+    exports = sorted(os.listdir(os.path.join(model_dir, "export")))
     result = run_cli(*TINY_RUN, "--schedule=sid", f"--model_dir={model_dir}")
     assert "Fine-tuning the teacher" not in result.stdout
+    assert "was distilled by these same settings; using it" in result.stdout
+    assert "Stage 1/" not in result.stdout
+    # Teacher, student and export untouched; the export printed is the one there.
     assert {k: v for k, v in snapshot(model_dir).items()
-            if k.startswith("teacher")} == teacher_files
-    new = set(os.listdir(os.path.join(model_dir, "export"))) - exports
-    assert len(new) == 1 and f"export/{new.pop()}" in result.stdout
+            if k.startswith(("teacher", "student", "export"))} == kept
+    assert sorted(os.listdir(os.path.join(model_dir, "export"))) == exports
+    shown = next(line for line in result.stdout.splitlines()
+                 if line.startswith("Student saved_model: ")).split(": ", 1)[1]
+    assert os.path.dirname(shown) == os.path.join(model_dir, "export")
+    assert os.path.basename(shown) in exports

@@ -54,3 +54,54 @@ def test_a_full_disk_names_the_file_and_leaves_the_old_one(tmp_path):
         with files.atomic_folder(str(tmp_path / "student")):
             raise OSError(errno.EDQUOT, "Disk quota exceeded")
     assert os.listdir(tmp_path) == ["results.json"]
+
+
+KILLED_AT_RENAME = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+from kd_keras import files
+replace, calls = os.replace, []
+def replace_then_die(source, target):
+    calls.append(target)
+    if len(calls) == {at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    replace(source, target)
+os.replace = replace_then_die
+with files.atomic_folder({target!r}) as staging:
+    open(os.path.join(staging, "new"), "w").close()
+"""
+
+
+@pytest.mark.parametrize("at", [1, 2])
+def test_a_folder_replaced_by_a_process_killed_between_its_renames_is_recovered(tmp_path, at):
+    """SIGKILL before the old folder is moved aside (1) or before the new one is renamed
+    in (2): recover() leaves the old folder whole in place and no temporary."""
+    import signal
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    target = tmp_path / "run" / "student"
+    target.mkdir(parents=True)
+    (target / "old").write_text("weights")
+    (tmp_path / "run" / ".results.json.x1y2.tmp").write_text("half")  # a killed atomic_file
+    script = KILLED_AT_RENAME.format(repo=repo, at=at, target=str(target))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    left = sorted(os.listdir(tmp_path / "run"))
+    assert any(name.startswith(".tmp_student_") for name in left)  # the staging folder
+    assert (".student.replaced" in left) == (at == 2) and ("student" in left) == (at == 1)
+    done = files.recover(str(tmp_path / "run"))
+    assert len(done) == len(left) - (at == 1)
+    assert sorted(os.listdir(tmp_path / "run")) == ["student"]
+    assert os.listdir(target) == ["old"] and (target / "old").read_text() == "weights"
+
+
+def test_recover_removes_a_folder_left_aside_once_its_new_version_is_in(tmp_path):
+    (tmp_path / "student").mkdir()
+    (tmp_path / ".student.replaced").mkdir()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / ".f.abc.tmp").write_text("another run's")
+    files.recover(str(tmp_path), skip=[str(tmp_path / "shared")])
+    assert sorted(os.listdir(tmp_path)) == ["shared", "student"]
+    assert os.listdir(tmp_path / "shared") == [".f.abc.tmp"]  # a shared folder is left alone

@@ -131,7 +131,8 @@ SOURCES = ["synthetic"] + (["own_data", "own_data_added"]
 @pytest.mark.parametrize("source", SOURCES)
 def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source):
     check_sigkill_then_rerun(tmp_path, source, "tensorflow",
-                             signals=(signal.SIGKILL, signal.SIGTERM), disk_full=True)
+                             signals=(signal.SIGKILL, signal.SIGTERM), disk_full=True,
+                             kill_twice=True)
 
 
 def fill_the_disk_mid_stage_2(run, model_dir):
@@ -153,7 +154,7 @@ def fill_the_disk_mid_stage_2(run, model_dir):
 
 
 def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
-                             signals=(signal.SIGKILL,), disk_full=False):
+                             signals=(signal.SIGKILL,), disk_full=False, kill_twice=False):
     """Kills a sid run on ``backend`` inside stage 2, reruns it, and compares it with an
     uninterrupted run of the same flags (tests/test_resume_jax.py runs it on JAX).
 
@@ -164,6 +165,8 @@ def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
             batch and exit 75), which is rerun and compared.
         disk_full: also stop one by a full disk inside stage 2 (one process, TensorFlow),
             then rerun and compare it.
+        kill_twice: SIGKILL the rerun too, later in the same epoch, before the last
+            rerun (the epoch's logged means then span three processes' batches).
     """
     start = start or one_process(backend)
     run = run_flags(source, str(tmp_path / "data"), backend)
@@ -185,6 +188,9 @@ def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
         else:
             # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
             output = kill_mid_epoch(start, run, resumed, epoch=2, batch=5, how=how)
+            if kill_twice and how == signal.SIGKILL:
+                again = kill_mid_epoch(start, run, resumed, epoch=2, batch=11, how=how)
+                assert "Resuming distill from its backup at epoch 3, batch " in again
         assert f"Stage 2/{stages}: sid 2/{stages}" in output
         assert f"Stage 2/{stages} ends" not in output
         if how not in (signal.SIGKILL, "disk_full"):
@@ -203,6 +209,12 @@ def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
         assert got["stages"] == expected["stages"]
         assert [s["stage"] for s in got["stages"]] == list(range(1, stages + 1))
         assert got["dev_history"] == expected["dev_history"]
+        # Every epoch's training means, the interrupted one counted whole
+        # (callbacks.ResumedEpochMeans).
+        assert got["history"].keys() == expected["history"].keys()
+        for metric, values in expected["history"].items():
+            np.testing.assert_allclose(got["history"][metric], values, atol=1e-6,
+                                       err_msg=f"{name}: history {metric}")
         assert got["student"]["dev"] == expected["student"]["dev"]
         have = student_weights(resumed)
         assert want.keys() == have.keys()

@@ -150,8 +150,17 @@ def check_request(formats: Sequence[str]) -> None:
                           f"choose from {', '.join(WRITERS)}.")
 
 
+def refuse_taken(export_dir: str, formats: Sequence[str], version: int) -> None:
+    """Raises ExportError when ``version`` exists already in one of ``formats``."""
+    taken = [folder_of(export_dir, name, version) for name in formats
+             if os.path.exists(folder_of(export_dir, name, version))]
+    if taken:
+        raise ExportError(f"Export {taken[0]} already exists; pass another --export_version "
+                          "or remove it.")
+
+
 def export(student: Exportable, export_dir: str, formats: Sequence[str] = ("saved_model",),
-           version: Optional[int] = None) -> Dict[str, str]:
+           version: Optional[int] = None, complete: bool = False) -> Dict[str, str]:
     """Writes the student in each format under one version number, all or none.
 
     Args:
@@ -160,6 +169,8 @@ def export(student: Exportable, export_dir: str, formats: Sequence[str] = ("save
         formats: names from WRITERS.
         version: the version number; when None, the first one free in every format
             asked for (a first LiteRT export is litert/1 beside an earlier SavedModel).
+        complete: the version is one this student's export began (the pipeline's
+            record says so): formats already there are kept, the missing ones written.
 
     Returns:
         Format name -> its folder.
@@ -171,12 +182,12 @@ def export(student: Exportable, export_dir: str, formats: Sequence[str] = ("save
     check_request(formats)
     version = next_version(export_dir, formats) if version is None else version
     targets = {name: folder_of(export_dir, name, version) for name in formats}
-    taken = [path for path in targets.values() if os.path.exists(path)]
-    if taken:
-        raise ExportError(f"Export {taken[0]} already exists; pass another --export_version "
-                          "or remove it.")
+    if not complete:
+        refuse_taken(export_dir, formats, version)
     with contextlib.ExitStack() as stack:  # every folder commits only if all were written
         for name in formats:
+            if os.path.exists(targets[name]):  # complete: written before an interruption
+                continue
             staging = stack.enter_context(files.atomic_folder(targets[name], replace=False))
             WRITERS[name](student, staging)
     return targets

@@ -27,9 +27,21 @@ def run(config: RunConfig) -> int:
         return _run(context)
     lock = folder_lock.FolderLock(context.model_dir).acquire()
     try:
+        _recover(context)
         return _run(context)
     finally:
         lock.release()
+
+
+def _recover(context: context_lib.RunContext) -> None:
+    """Cleans up after a process killed inside a write in this folder (files.recover):
+    the lock is held, so nothing there is being written.  Folders others may write (the
+    other workers', a --cache_dir or --export_dir given) are left alone."""
+    train = context.config.train
+    others = [context.path("workers")] + [path for path in (train.cache_dir, train.export_dir)
+                                          if path]
+    for path in files.recover(context.model_dir, skip=others):
+        print(f"Cleaned up after an interrupted write: {path}")
 
 
 def _run(context: context_lib.RunContext) -> int:
@@ -93,9 +105,8 @@ def _run(context: context_lib.RunContext) -> int:
     # Per-example dev outputs, for paired comparisons of runs (scripts/summarize_study.py).
     files.save_npz(context.path("dev_predictions.npz"), **dev_outputs)
     if mode == "pipeline" and backends.current().EXPORTS_SAVED_MODEL:
-        folders = serving.export_student(context,
-                                         serving.exportable(context, spec, student, tokenizer),
-                                         config.train.export_version)
+        folders = serving.export_distilled(context, serving.exportable(context, spec, student,
+                                                                      tokenizer))
         results["exports"] = folders
         results["export_scores"] = serving.score_exports(folders, task.dev, spec,
                                                          config.data.eval_batch_size)

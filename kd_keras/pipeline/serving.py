@@ -14,7 +14,7 @@ from kd_keras.data.examples import Example
 from kd_keras.errors import DataError
 from kd_keras.data.features import Features, pad_batch, tokenize
 from kd_keras.encoders import EncoderClassifier
-from kd_keras.pipeline import inference
+from kd_keras.pipeline import distillation, inference
 from kd_keras.pipeline.context import RunContext
 from kd_keras.tasks import TaskSpec
 
@@ -49,6 +49,23 @@ def export_student(context: RunContext, student, version: Optional[int] = None
 
     return export.export(student, context.export_dir, context.config.train.export_formats,
                          version)
+
+
+def export_distilled(context: RunContext, student) -> Dict[str, str]:
+    """The pipeline's export of the student it distilled: under the version the
+    distillation's record names, completing it after an interruption (only missing
+    formats are written), or under a new one, recorded before anything is written."""
+    from kd_keras import export
+
+    formats = context.config.train.export_formats
+    version = distillation.recorded_export(context)
+    if version is not None:
+        return export.export(student, context.export_dir, formats, version, complete=True)
+    version = (context.config.train.export_version
+               or export.next_version(context.export_dir, formats))
+    export.refuse_taken(context.export_dir, formats, version)
+    distillation.note_export(context, version)
+    return export.export(student, context.export_dir, formats, version)
 
 
 def score_exports(folders: Dict[str, str], task_dev: Features, spec: TaskSpec,

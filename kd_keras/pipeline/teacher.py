@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from kd_keras import distiller, files, models, schedules
+from kd_keras import backup, distiller, files, models, schedules
 from kd_keras.config import TINY_TEACHER
 from kd_keras.encoders import EncoderClassifier
 from kd_keras.pipeline import training
@@ -52,14 +52,15 @@ def train(context: RunContext, task: TaskData) -> EncoderClassifier:
     print(f"Fine-tuning the teacher ({teacher.num_layers} layers, "
           f"{models.count_params(teacher):,} parameters) for {epochs} epochs.")
     best_dir = context.path("teacher")
-    evaluator = training.keep_best(context, task, teacher, best_dir)
-    training.fit(context, model, task, config.train.teacher_learning_rate, "teacher",
-                 [evaluator], best_dir)
-    # The marker goes last: only a finished fine-tuning counts as a fine-tuned teacher
-    # (an interrupted one resumes from its backup instead).
+    fit_info = training.fit(context, model, task, config.train.teacher_learning_rate,
+                            "teacher", [training.keep_best(context, task, teacher, best_dir)],
+                            best_dir)
+    # Only a finished fine-tuning counts as a fine-tuned teacher (an interrupted one
+    # resumes from its backup instead), so the backup goes once the marker is written.
     files.write_json(os.path.join(best_dir, models.TASK_MARKER),
-                     {"task": task.spec.name, "dev": evaluator.best,
-                      "dev_history": evaluator.history})
+                     {"task": task.spec.name, "dev": fit_info["best_epoch"],
+                      "dev_history": fit_info["dev_history"]})
+    training.remove_backup(context, "teacher")
     with context.strategy.scope():
         return models.load_pretrained(best_dir, task.spec.num_labels, context.cache_dir)
 
@@ -67,6 +68,9 @@ def train(context: RunContext, task: TaskData) -> EncoderClassifier:
 def ensure(context: RunContext, task: TaskData) -> EncoderClassifier:
     """The fine-tuned teacher: found in model_dir, given as fine-tuned, or trained now."""
     if is_finetuned(context) or context.config.model.teacher_finetuned:
+        if is_finetuned(context) and context.is_chief:
+            # Left by a run killed between the teacher's marker and the backup's removal.
+            backup.discard(context.shared_path("backup"), "teacher")
         with context.strategy.scope():
             return load(context, task)
     return train(context, task)

@@ -64,8 +64,12 @@ def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: fl
         teacher_logits: float32 [training examples, labels], computed beforehand, to go
             with the training batches.
 
+    The backup is kept when training ends (remove_backup, once the caller has recorded
+    the result), and removed when the loss diverged.
+
     Returns:
-        {"history": metric -> per-epoch values, "stages": the stage history}.
+        callbacks.recorded: per-epoch history, stages, best dev epoch and dev history,
+        every epoch's (those before a resume included).
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite.
@@ -90,12 +94,13 @@ def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: fl
     epoch, batch = backups.position()
     if (epoch, batch) != (0, 0):
         print(f"Resuming {run_name} from its backup at epoch {epoch + 1}, batch {batch + 1}.")
-    controller = callbacks.StageController()
     nan_guard = callbacks.StopOnNaN()
     # Order matters: the epoch-end backup comes after the callbacks that update the stage
     # and the bookkeeping.
-    callback_list = ([backups, nan_guard, controller] + extra_callbacks
-                     + [tensorboard_logs.TensorBoard(context.path("logs", run_name)),
+    callback_list = ([backups, callbacks.ResumedEpochMeans(), nan_guard,
+                      callbacks.StageController()] + extra_callbacks
+                     + [callbacks.EpochHistory(),
+                        tensorboard_logs.TensorBoard(context.path("logs", run_name)),
                         backups.closing_callback()])
 
     def epoch_data(first_epoch: int, first_batch: int):
@@ -106,14 +111,21 @@ def fit(context: RunContext, model: Distiller, task: TaskData, learning_rate: fl
 
     dev = backends.make_dataset(task.dev, data.eval_batch_size, training=False)
     with preemption:  # SIGTERM / SIGINT: a backup at the next batch, then errors.Preempted
-        history = model.fit_schedule(epoch_data, steps_per_epoch, callback_list, dev,
-                                     start_epoch=epoch, start_batch=batch, verbose=verbose())
-    backup.remove(context.shared_path("backup"), run_name, context.strategy)
+        model.fit_schedule(epoch_data, steps_per_epoch, callback_list, dev,
+                           start_epoch=epoch, start_batch=batch, verbose=verbose())
     if nan_guard.failed_at is not None:
+        remove_backup(context, run_name)
         shutil.rmtree(output_dir, ignore_errors=True)
         failed_epoch, failed_batch = nan_guard.failed_at
         raise TrainingDiverged(
             f"the {run_name} loss became NaN or infinite at epoch {failed_epoch}, batch "
             f"{failed_batch}; lower --{'teacher_' if run_name == 'teacher' else ''}"
             f"learning_rate (now {learning_rate:g}) or the loss weights, and run again.")
-    return {"history": history, "stages": controller.history}
+    return callbacks.recorded(model)
+
+
+def remove_backup(context: RunContext, run_name: str) -> None:
+    """Removes a training's backup once what it produced is recorded as finished (the
+    teacher's marker, the student's record): a run killed before that point resumes from
+    the backup's end instead of training again."""
+    backup.remove(context.shared_path("backup"), run_name, context.strategy)
