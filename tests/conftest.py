@@ -71,7 +71,8 @@ def synthetic_features(tokenizer):
 # collection order.  pytest.ini keeps this order (--no-loadscope-reorder; pytest-xdist
 # would otherwise sort files by their number of tests), so each process takes the longest
 # file left whenever it runs low, and the two finish close together.
-LONGEST_FIRST = ("test_end_to_end.py", "test_reproduce.py", "test_resume.py",
+LONGEST_FIRST = ("test_end_to_end.py", "test_fault_injection.py", "test_reproduce.py",
+                 "test_resume.py",
                  "test_resume_jax.py", "test_distribute.py", "test_distiller.py",
                  "test_cli_errors.py", "test_bench.py", "test_backends.py",
                  "test_jax_pipeline.py", "test_own_data_cli.py", "test_transfer.py",
