@@ -16,7 +16,9 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu
 SCHEDULES = ("all", "pid", "sid", "kd", "finetune")  # schedules.build makes their stages
 AUGMENT_METHODS = ("embedding", "delete_swap")  # data.augment
 # kd_keras.export.WRITERS writes them.
-EXPORT_FORMATS = ("saved_model", "litert", "litert_int8", "onnx", "onnx_int8", "hf")
+EXPORT_FORMATS = ("saved_model", "litert", "litert_int8", "litert_full_int8", "onnx",
+                  "onnx_int8", "hf")
+TEXT_SIGNATURES = ("auto", "on", "off")
 TINY_TEACHER = "tiny"
 DEMO_MODEL_DIR = "/tmp/kd_keras_demo"
 
@@ -180,8 +182,14 @@ class TrainConfig:
     export_formats: Tuple[str, ...] = option(
         ("saved_model",), "Formats of the exported student, comma-separated: saved_model "
         "(TF Serving, <export_dir>/<version>), litert and onnx (float32), litert_int8 and "
-        "onnx_int8 (int8 weights), hf (a Hugging Face folder); each but saved_model in "
-        "<export_dir>/<format>/<version>.")
+        "onnx_int8 (int8 weights), litert_full_int8 (int8 weights and activations, "
+        "calibrated on training text), hf (a Hugging Face folder); each but saved_model "
+        "in <export_dir>/<format>/<version>.")
+    text_signature: str = option(
+        "auto", "The SavedModel's raw-text signature serving_text, tokenizing in the graph "
+        "with tensorflow-text's WordPiece: auto (added where the student's tokenizer is "
+        "WordPiece), on (required: a BPE student such as RoBERTa is refused before "
+        "anything is trained or written), off (token ids only).", choices=TEXT_SIGNATURES)
     cache_dir: Optional[str] = option(
         None, "Folder for tokenized data and the teacher's cached logits (model_dir/cache). "
         "Share one between runs of the same teacher and task to tokenize and run the "

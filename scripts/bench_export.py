@@ -1,6 +1,7 @@
 """What each export format costs and keeps (issue #28): file size, batch-1 and batch-32
 latency and dev metric of a finished run's student as a SavedModel, LiteRT float / int8
-and ONNX float / int8, each run by its own runtime, and of its teacher (SavedModel).
+(int8 weights, and int8 weights and activations) and ONNX float / int8, each run by its
+own runtime, and of its teacher (SavedModel).
 
     python scripts/bench_export.py --model_dir=/tmp/kd_keras_demo --name=demo
     python scripts/bench_export.py --model_dir=runs/study/mrpc-500/sid_L3_s0 \\
@@ -30,7 +31,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_sizes import cpu_description  # noqa: E402
 
-FORMATS = ("saved_model", "litert", "litert_int8", "onnx", "onnx_int8")
+FORMATS = ("saved_model", "litert", "litert_int8", "litert_full_int8", "onnx", "onnx_int8")
 
 
 def load_run(model_dir: str):
@@ -111,8 +112,8 @@ def measure(model_dir: str, rounds: int) -> dict:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         started = time.time()
-        folders = export.export(serving.exportable(context, spec, student, tokenizer),
-                                folder, FORMATS)
+        folders = export.export(serving.exportable(context, spec, student, tokenizer,
+                                                   task.train), folder, FORMATS)
         export_seconds = time.time() - started
         teacher_folder = export.export(
             export.Exportable(teacher, tokenizer, tuple(spec.labels or ("score",)), length,
@@ -138,6 +139,11 @@ def measure(model_dir: str, rounds: int) -> dict:
             "export_seconds_all_formats": export_seconds}
 
 
+def float_format(name: str) -> str:
+    """The float format an int8 one is measured against (litert_full_int8 -> litert)."""
+    return name.replace("_full_int8", "").replace("_int8", "")
+
+
 def export_section(result: dict) -> list:
     """BENCHMARKS.md's tables of one export@<cpu>.json (scripts/bench.py calls it)."""
     cpu = result["cpu"]
@@ -155,7 +161,7 @@ def export_section(result: dict) -> list:
                   f"{table['teacher_layers']}-layer teacher, hidden "
                   f"{table['hidden_size']}, length {table['max_seq_length']}, "
                   f"{table['dev_examples']} dev examples, {table['threads']} threads; "
-                  f"writing the five student formats took "
+                  f"writing the {len(table['rows']) - 1} student formats took "
                   f"{table['export_seconds_all_formats']:.0f} s.", "",
                   f"| model | format | size (MB) | x smaller than its float | batch 1 (ms) | "
                   f"batch 32 (ms) | dev {metric} | vs float |",
@@ -163,7 +169,7 @@ def export_section(result: dict) -> list:
         float_bytes = {(r["model"], r["format"]): r["bytes"] for r in table["rows"]}
         for row in table["rows"]:
             # int8 against the same runtime's float file
-            base = float_bytes[(row["model"], row["format"].replace("_int8", ""))]
+            base = float_bytes[(row["model"], float_format(row["format"]))]
             lines.append(
                 f"| {row['model']} | {row['format']} | {row['bytes'] / 1e6:,.2f} | "
                 f"{base / row['bytes']:.1f} | {row['batch_1_ms']:,.2f} | "

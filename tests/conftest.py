@@ -20,6 +20,29 @@ from kd_keras.data.synthetic import synthetic_vocab
 from kd_keras.data.vocab import write_vocab
 
 TINY = dict(hidden_size=48, num_heads=3, intermediate_size=60, max_position_embeddings=64)
+TEXTS = ["the cat sat on the mat", "a dog barked at the cat", "good movie, great plot"]
+
+
+def write_bpe_tokenizer(folder: str) -> str:
+    """A RoBERTa tokenizer trained on TEXTS, saved in folder as a hub checkpoint's
+    tokenizer.json beside a config.json naming the family; returns folder."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models as bpe_models, pre_tokenizers
+    from tokenizers import processors, trainers
+
+    tokenizer = Tokenizer(bpe_models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(TEXTS * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer.post_processor = processors.RobertaProcessing(
+        ("</s>", tokenizer.token_to_id("</s>")), ("<s>", tokenizer.token_to_id("<s>")))
+    tokenizer.save(os.path.join(folder, "tokenizer.json"))
+    with open(os.path.join(folder, "config.json"), "w") as handle:
+        json.dump({"model_type": "roberta"}, handle)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from conftest import TINY, tiny_teacher
-from kd_keras import models, tokenization
+from conftest import TINY, tiny_teacher, write_bpe_tokenizer
+from kd_keras import encoders, models, tokenization
 from kd_keras.data.synthetic import synthetic_vocab
 from kd_keras.data.vocab import write_vocab
 from test_end_to_end import TINY_RUN, run_cli
@@ -20,8 +20,13 @@ def folders(tmp_path_factory, tokenizer):
     root = tmp_path_factory.mktemp("cli_inputs")
     paths = {name: str(root / name) for name in
              ("teacher", "four_heads", "other_vocab", "good", "malformed", "empty", "none",
-              "own")}
+              "own", "roberta")}
     models.save_model(tiny_teacher(), tokenizer, paths["teacher"])
+    os.makedirs(paths["roberta"])
+    bpe = tokenization.load_tokenizer(write_bpe_tokenizer(paths["roberta"]), paths["roberta"])
+    encoders.save(encoders.build(encoders.EncoderConfig(
+        "roberta", len(bpe), 48, 2, 3, 60, max_positions=66, type_vocab_size=1,
+        pad_token_id=bpe.pad_token_id, num_labels=2)), paths["roberta"], bpe)
     four_heads = models.build_model(models.bert_config(
         len(synthetic_vocab()), 2, num_layers=2, **dict(TINY, num_heads=4)), seed=2)
     models.save_model(four_heads, tokenizer, paths["four_heads"])
@@ -98,6 +103,9 @@ CASES = {
                                     "twice.csv:1: the header names the column 'text' 2 times"),
     "own data header only": (lambda f: own(f, "good.csv", dev="header_only.csv"),
                              "header_only.csv: no rows to read below the header"),
+    "text signature for a BPE student": (
+        lambda f: mrpc(f, "good", "--text_signature=on") + [f"--teacher={f['roberta']}"],
+        "--text_signature=on: the SavedModel's raw-text signature tokenizes with WordPiece"),
 }
 
 

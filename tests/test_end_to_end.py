@@ -181,9 +181,9 @@ def test_evaluate_predict_and_export_modes(sid_run, tmp_path):
         assert len([line for line in refused.stderr.splitlines()
                     if line.startswith("error: ")]) == 1
     assert snapshot(os.path.join(model_dir, "export")) == before
-    run_cli(*common, "--mode=export", "--export_formats=litert,litert_int8,hf")
-    # One version for all three: the first free in each (the pipeline wrote litert_int8/1).
-    for name in ("litert", "litert_int8", "hf"):
+    run_cli(*common, "--mode=export", "--export_formats=litert,litert_int8,litert_full_int8,hf")
+    # One version for all four: the first free in each (the pipeline wrote litert_int8/1).
+    for name in ("litert", "litert_int8", "litert_full_int8", "hf"):
         assert sorted(os.listdir(os.path.join(model_dir, "export", name)))[-1] == "2"
     assert not os.path.exists(os.path.join(model_dir, "export", "litert", "1"))
 

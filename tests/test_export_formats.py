@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -20,11 +21,20 @@ EXAMPLES = [Example("w2 w4 w6", "w1 w3 w8 w5", 1), Example("w11 w13", "w20 w22 w
             Example("w30 w31 w32 w33 w34 w35", "w40", 1)]
 
 
+def training_text(count=60, seed=0):
+    """Made-up training pairs of 1-8 words each, for full-integer calibration."""
+    rng = np.random.default_rng(seed)
+    words = lambda: " ".join(f"w{i}" for i in rng.integers(1, 41, rng.integers(1, 9)))
+    return [Example(words(), words(), 0) for _ in range(count)]
+
+
 def make_student():
     """A tiny student whose logits differ from example to example (a wide initialiser:
-    the usual 0.02 gives near-constant logits, and any export would match them)."""
+    the usual 0.02 gives near-constant logits, and any export would match them; at 0.3
+    its activations have outliers that no int8 range of a trained student has)."""
+    keras.utils.set_random_seed(0)
     return encoders.build(encoders.EncoderConfig("bert", 97, 48, 2, 3, 60, max_positions=64,
-                                                 num_labels=2, initializer_range=0.3))
+                                                 num_labels=2, initializer_range=0.2))
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +42,9 @@ def exported(tokenizer, tmp_path_factory):
     """One call writing every format of a tiny student."""
     student = make_student()
     folder = str(tmp_path_factory.mktemp("exports"))
-    folders = export.export(export.Exportable(student, tokenizer, ("no", "yes"), 32, True),
-                            folder, config.EXPORT_FORMATS)
+    calibration = export.calibration_sample(tokenize(training_text(), tokenizer, 32), 32)
+    folders = export.export(export.Exportable(student, tokenizer, ("no", "yes"), 32, True,
+                                              calibration), folder, config.EXPORT_FORMATS)
     return student, folder, folders
 
 
@@ -72,6 +83,49 @@ def test_float_exports_give_the_students_logits_and_int8_stays_close(exported, t
         folders[name])["model_file"])) for name in export.IDS_FORMATS}
     # Tiny matrices: int8 weights shrink the file, not yet 4x (BENCHMARKS.md: MiniLM).
     assert sizes["litert_int8"] < sizes["litert"] / 2 and sizes["onnx_int8"] < sizes["onnx"]
+
+
+def int8_tensors(folder):
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(os.path.join(folder, "model.tflite")).get_tensor_details()
+    return sum(detail["dtype"] == np.int8 for detail in details)
+
+
+def test_full_integer_litert_computes_in_int8_and_gives_the_students_answers(exported,
+                                                                             tokenizer):
+    """Calibrated on other text, padded to 32: rows of different lengths (padding inside
+    the batch) stay near the float student's logits and keep its clear answers (an
+    untrained student has near ties int8 may flip), and the activations are int8 too (the
+    int8-weight model has int8 weights only)."""
+    student, _, folders = exported
+    x = tokenize(EXAMPLES + training_text(20, seed=1), tokenizer, 32).padded()
+    expected = np.asarray(student(x))
+    got = export.runner("litert_full_int8", folders["litert_full_int8"])(x)
+    scale = np.abs(expected).max()
+    # Random students of this size: 0.08-0.18 of the scale; the encoder's -1e4 padding
+    # mask in the int8 graph: 0.5-1.
+    assert np.abs(got - expected).max() <= 0.25 * scale
+    clear = np.abs(expected[:, 1] - expected[:, 0]) > 0.2 * scale
+    assert clear.sum() >= 10
+    assert (got.argmax(-1) == expected.argmax(-1))[clear].all()
+    assert int8_tensors(folders["litert_full_int8"]) > 2 * int8_tensors(folders["litert_int8"])
+    assert export.read_settings(folders["litert_full_int8"])["precision"].startswith(
+        "int8 weights and activations")
+
+
+def test_the_calibration_sample_is_spread_over_the_set_and_padded_to_one_length(tokenizer):
+    train = tokenize(training_text(7), tokenizer, 32)
+    sample = export.calibration_sample(train, 32, size=3)
+    rows = [0, 3, 6]  # evenly spread: first, middle, last
+    assert set(sample) == {"input_ids", "attention_mask", "token_type_ids"}
+    for name, values in sample.items():
+        assert values.shape == (3, 32) and values.dtype == np.int32
+        for k, row in enumerate(rows):
+            ids = train.row(row)[name]
+            np.testing.assert_array_equal(values[k, :len(ids)], ids)
+            assert not values[k, len(ids):].any()
+    assert len(export.calibration_sample(train, 32)["input_ids"]) == 7  # fewer than asked
 
 
 def test_the_hf_folder_names_the_labels_and_loads_as_the_student(exported, tokenizer):
@@ -143,6 +197,8 @@ def test_bad_requests_write_nothing(exported, tokenizer, monkeypatch):
         export.export(plain, folder, ["onnx", "tflite"])
     with pytest.raises(ExportError, match="already exists"):
         export.export(plain, folder, ["hf"], version=1)
+    with pytest.raises(ExportError, match="litert_full_int8 calibrates .* training text"):
+        export.export(plain, folder, ["litert", "litert_full_int8"])
 
     def fails(*_):
         raise OSError(28, "No space left on device")

@@ -117,6 +117,34 @@ def test_a_finished_run_is_used_with_its_folder_alone(example, tmp_path):
     assert sorted(os.listdir(model_dir)) == before and not (tmp_path / "no.csv").exists()
 
 
+def test_full_integer_export_calibrates_on_the_runs_training_file(example):
+    """--mode=export with the folder alone reads the recorded training file to calibrate
+    litert_full_int8; with that file gone it is one line, exit 2, and no export."""
+    from kd_keras import export, tokenization
+
+    folder, model_dir, _, _ = example
+    exports = os.path.join(model_dir, "export")
+    run_cli("--mode=export", f"--model_dir={model_dir}", "--export_formats=litert_full_int8")
+    written = os.path.join(exports, "litert_full_int8", "1")
+    texts = [json.loads(line)["review"] for line in open(f"{folder}/new.jsonl")]
+    tokenizer = tokenization.load_tokenizer(os.path.join(model_dir, "student"), model_dir)
+    features = tokenize([Example(t, None, 0) for t in texts], tokenizer, 32).padded()
+    got = export.runner("litert_full_int8", written)(features)
+    assert (got.argmax(-1) == student_logits(model_dir, texts).argmax(-1)).all()
+    before = sorted(os.walk(exports))
+    os.rename(f"{folder}/train.csv", f"{folder}/train.moved")
+    try:
+        refused = run_cli("--mode=export", f"--model_dir={model_dir}",
+                          "--export_formats=litert,litert_full_int8", check=False)
+    finally:
+        os.rename(f"{folder}/train.moved", f"{folder}/train.csv")
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr[-2000:]
+    assert "litert_full_int8 calibrates on the run's training text" in errors[0]
+    assert "train.csv" in errors[0]
+    assert sorted(os.walk(exports)) == before
+
+
 def test_regression_from_jsonl(tmp_path):
     score = {"positive": 1.0, "neutral": 0.5, "negative": 0.0}
     for split, count, seed in (("train", 200, 1), ("dev", 60, 2)):

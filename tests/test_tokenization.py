@@ -1,37 +1,20 @@
 """Tokenizers by family: byte-level BPE for RoBERTa, WordPiece for the others, and an
 export that keeps to the ids signature where the in-graph tokenizer cannot follow."""
 
-import json
 import os
 
 import numpy as np
 import pytest
 
+from conftest import TEXTS, write_bpe_tokenizer
 from kd_keras import encoders, export, tokenization
 from kd_keras.data.examples import Example
 from kd_keras.data.features import tokenize
-
-TEXTS = ["the cat sat on the mat", "a dog barked at the cat", "good movie, great plot"]
-
+from kd_keras.errors import ExportError
 
 @pytest.fixture(scope="module")
 def roberta_folder(tmp_path_factory):
-    """A RoBERTa tokenizer trained on a few sentences, saved as a hub checkpoint's
-    tokenizer.json beside a config.json naming the family."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.train_from_iterator(TEXTS * 10, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer.post_processor = processors.RobertaProcessing(
-        ("</s>", tokenizer.token_to_id("</s>")), ("<s>", tokenizer.token_to_id("<s>")))
-    folder = tmp_path_factory.mktemp("roberta")
-    tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "config.json").write_text(json.dumps({"model_type": "roberta"}))
-    return str(folder)
+    return write_bpe_tokenizer(str(tmp_path_factory.mktemp("roberta")))
 
 
 def test_roberta_folders_get_byte_level_bpe_with_roberta_pairs(roberta_folder):
@@ -67,3 +50,25 @@ def test_a_bpe_student_exports_token_ids_only(roberta_folder, tmp_path):
     served = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in x.items()})
     np.testing.assert_allclose(served["logits"].numpy(), np.asarray(student(x)), atol=1e-5)
     assert os.path.exists(os.path.join(path, "assets", "labels.txt"))
+
+
+def test_a_text_signature_is_refused_for_a_bpe_student_and_off_leaves_ids_only(
+        roberta_folder, tokenizer, tmp_path):
+    import tensorflow as tf
+
+    bpe = tokenization.load_tokenizer(roberta_folder, roberta_folder)
+    student = encoders.build(encoders.EncoderConfig(
+        "roberta", len(bpe), 48, 2, 3, 60, max_positions=66, type_vocab_size=1,
+        pad_token_id=bpe.pad_token_id))
+    with pytest.raises(ExportError, match="--text_signature=on: .* BPE"):
+        export.export(export.Exportable(student, bpe, ("a", "b"), 16, False,
+                                        text_signature="on"), str(tmp_path / "bpe"))
+    assert not (tmp_path / "bpe").exists()
+    wordpiece = encoders.build(encoders.EncoderConfig("bert", len(tokenizer), 48, 1, 3, 60,
+                                                      max_positions=64))
+    for choice, signatures in (("off", {"serving_default"}),
+                               ("on", {"serving_default", "serving_text"})):
+        path = export.export(export.Exportable(wordpiece, tokenizer, ("a", "b"), 16, False,
+                                               text_signature=choice),
+                             str(tmp_path / choice))["saved_model"]
+        assert set(tf.saved_model.load(path).signatures) == signatures

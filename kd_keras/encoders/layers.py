@@ -119,8 +119,8 @@ class SelfAttention(keras.layers.Layer):
 
         Args:
             hidden: float [batch, seq, hidden].
-            additive_mask: float [batch, 1, 1, seq], 0 for tokens and MASK_VALUE for
-                padding.
+            additive_mask: float [batch, 1, 1, seq], 0 for tokens and a large negative
+                value for padding (additive_mask()).
 
         Returns:
             (context [batch, seq, hidden], probabilities [batch, heads, seq, seq]).
@@ -178,9 +178,10 @@ class TransformerLayer(keras.layers.Layer):
         return output, probabilities
 
 
-def additive_mask(attention_mask):
-    """attention_mask int [batch, seq] (1 token, 0 padding) -> float [batch, 1, 1, seq]."""
+def additive_mask(attention_mask, mask_value: float = MASK_VALUE):
+    """attention_mask int [batch, seq] (1 token, 0 padding) -> float [batch, 1, 1, seq],
+    0 for tokens and ``mask_value`` for padding."""
     # expand_dims, not [:, None, None, :]: LiteRT's builtin ops have no strided slice
     # that adds axes.
     mask = ops.expand_dims(ops.expand_dims(ops.cast(attention_mask, "float32"), 1), 1)
-    return (1.0 - mask) * MASK_VALUE
+    return (1.0 - mask) * mask_value

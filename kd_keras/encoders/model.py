@@ -12,7 +12,7 @@ from keras import ops
 
 from kd_keras.encoders.config import EncoderConfig
 from kd_keras.encoders.family import Family
-from kd_keras.encoders.layers import (Embeddings, TransformerLayer, activation,
+from kd_keras.encoders.layers import (MASK_VALUE, Embeddings, TransformerLayer, activation,
                                       additive_mask, initializer)
 
 
@@ -99,13 +99,16 @@ class EncoderClassifier(keras.Model):
                       "token_type_ids": ops.zeros((1, 2), "int32")})
         return self
 
-    def call(self, inputs: Dict, training=False):
-        """Logits [batch, num_labels] of inputs (int [batch, seq] each)."""
-        return self.forward(inputs, training=training, cls_only_last=True).logits
+    def call(self, inputs: Dict, training=False, mask_value: float = MASK_VALUE):
+        """Logits [batch, num_labels] of inputs (int [batch, seq] each); mask_value as in
+        forward()."""
+        return self.forward(inputs, training=training, cls_only_last=True,
+                            mask_value=mask_value).logits
 
     def forward(self, inputs: Dict, training=False, num_layers: Optional[int] = None,
                 with_logits: bool = True, output_attentions: bool = True,
-                cls_only_last: bool = False) -> EncoderOutputs:
+                cls_only_last: bool = False, mask_value: float = MASK_VALUE
+                ) -> EncoderOutputs:
         """Embeddings and the first ``num_layers`` layers, then optionally the head.
 
         Args:
@@ -117,6 +120,8 @@ class EncoderClassifier(keras.Model):
             cls_only_last: the last computed layer works out its output at [CLS] only
                 (its attention probabilities stay complete); its hidden state is then
                 [batch, 1, hidden].  For callers that read nothing else of it.
+            mask_value: what padding keys' attention scores get added (full-integer
+                exports take a smaller one: export/graph.py).
 
         Returns:
             The outputs; see EncoderOutputs.
@@ -126,7 +131,7 @@ class EncoderClassifier(keras.Model):
             raise ValueError("logits need all layers; pass with_logits=False.")
         hidden = self.embeddings(inputs["input_ids"], inputs.get("token_type_ids"),
                                  training=training)
-        mask = additive_mask(inputs["attention_mask"])
+        mask = additive_mask(inputs["attention_mask"], mask_value)
         hidden_states, attentions = [hidden], []
         for index, layer in enumerate(self.encoder_layers[:num_layers]):
             hidden, probabilities = layer(hidden, mask, training=training,

@@ -6,6 +6,8 @@ format              folder                                 run by
 saved_model         <export_dir>/<version>/                TF Serving, TensorFlow
 litert              <export_dir>/litert/<version>/         ai-edge-litert (float32)
 litert_int8         <export_dir>/litert_int8/<version>/    ai-edge-litert (int8 weights)
+litert_full_int8    <export_dir>/litert_full_int8/<v>/     ai-edge-litert (int8 weights and
+                                                           activations, calibrated)
 onnx                <export_dir>/onnx/<version>/           onnxruntime (float32)
 onnx_int8           <export_dir>/onnx_int8/<version>/      onnxruntime (int8 weights)
 hf                  <export_dir>/hf/<version>/             transformers, kd_keras.encoders
@@ -18,9 +20,8 @@ number (the first one free in all of them), all or none: each folder is built be
 target and renamed into place once every format has been written, and an existing
 version is never touched.
 
-Full-integer LiteRT (int8 activations calibrated on training text) is not offered: it
-converts, but the demo student's dev accuracy fell from 0.998 to 0.514 (the attention
-scores and the additive padding mask share one int8 range; BENCHMARKS.md).
+Full-integer LiteRT calibrates its activations' int8 ranges on a sample of training
+text (Exportable.calibration); an export asked for it without one is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ import os
 import shutil
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from kd_keras import files, tokenization
+from kd_keras.data.features import Features, pad_batch
 from kd_keras.errors import ExportError
 from kd_keras.export import graph, litert, onnx, saved_model, text_inputs
 
@@ -47,6 +51,11 @@ class Exportable:
         label_names: class names in logit order (("score",) for regression).
         max_seq_length: longest input, [CLS] and [SEP]s included.
         pair: the task takes two texts.
+        calibration: training examples for full-integer formats to calibrate on, int32
+            [examples, max_seq_length] per name in graph.INPUT_NAMES (calibration_sample);
+            None when there is no training text at hand.
+        text_signature: the SavedModel's serving_text: "auto" (WordPiece students),
+            "on" (required), "off".
     """
 
     model: object
@@ -54,6 +63,33 @@ class Exportable:
     label_names: Tuple[str, ...]
     max_seq_length: int
     pair: bool
+    calibration: Optional[Dict[str, np.ndarray]] = None
+    text_signature: str = "auto"
+
+
+# Training examples a full-integer export calibrates on: enough for stable ranges on the
+# students measured (BENCHMARKS.md), a few seconds of calibration for MiniLM-sized ones.
+CALIBRATION_EXAMPLES = 100
+# The formats that calibrate on training text.
+CALIBRATED_FORMATS = ("litert_full_int8",)
+
+
+def calibration_sample(train: Features, max_seq_length: int,
+                       size: int = CALIBRATION_EXAMPLES) -> Dict[str, np.ndarray]:
+    """``size`` training examples spread evenly over the set, padded to max_seq_length.
+
+    Args:
+        train: the tokenized training examples.
+        max_seq_length: the length every row is padded to (one shape for the calibrator).
+        size: how many to take (all when there are fewer).
+
+    Returns:
+        int32 [min(size, examples), max_seq_length] per name in graph.INPUT_NAMES.
+    """
+    rows = np.unique(np.linspace(0, len(train) - 1, min(size, len(train))).round()
+                     .astype(int))
+    inputs, _ = pad_batch(train, rows, multiple=max_seq_length)
+    return {name: inputs[name] for name in graph.INPUT_NAMES}
 
 
 def _ids_export(model_file: str, write_model: Callable[[Exportable, str], None],
@@ -79,8 +115,9 @@ def _ids_export(model_file: str, write_model: Callable[[Exportable, str], None],
 
 def _litert_model(precision: str):
     def write(student: Exportable, path: str) -> None:
+        calibration = student.calibration if precision == "full_int8" else None
         with open(path, "wb") as handle:
-            handle.write(litert.convert(student.model, precision))
+            handle.write(litert.convert(student.model, precision, calibration))
     return write
 
 
@@ -90,13 +127,13 @@ def _onnx_model(int8: bool):
 
 def _saved_model(student: Exportable, folder: str) -> None:
     wordpiece = tokenization.is_wordpiece(student.tokenizer)
-    if not wordpiece:
+    if student.text_signature == "auto" and not wordpiece:
         print("Note: the raw-text signature needs a WordPiece vocabulary; this model's "
               "tokenizer is BPE, so the SavedModel has serving_default (token ids) only.")
     saved_model.save(folder, student.model, tokenization.vocab_tokens(student.tokenizer),
                      student.label_names, student.max_seq_length, student.pair,
                      lower_case=bool(getattr(student.tokenizer, "do_lower_case", True)),
-                     text_signature=wordpiece)
+                     text_signature=wordpiece and student.text_signature != "off")
 
 
 def _hf_folder(student: Exportable, folder: str) -> None:
@@ -112,6 +149,9 @@ WRITERS: Dict[str, Callable[[Exportable, str], None]] = {
     "litert": _ids_export("model.tflite", _litert_model("float"), "float32"),
     "litert_int8": _ids_export("model.tflite", _litert_model("dynamic_int8"),
                                "int8 weights, dynamic-range activations"),
+    "litert_full_int8": _ids_export("model.tflite", _litert_model("full_int8"),
+                                    "int8 weights and activations, calibrated on "
+                                    "training text"),
     "onnx": _ids_export("model.onnx", _onnx_model(False), "float32"),
     "onnx_int8": _ids_export("model.onnx", _onnx_model(True),
                              "int8 weights, dynamic activations"),
@@ -138,16 +178,42 @@ def next_version(export_dir: str, formats: Sequence[str] = ("saved_model",)) -> 
     return max(versions) + 1
 
 
-def check_request(formats: Sequence[str]) -> None:
+def check_request(formats: Sequence[str], student: Optional[Exportable] = None) -> None:
     """Refuses an export that cannot be written, before anything is.
 
     Raises:
-        ExportError: an unknown format, or none.
+        ExportError: an unknown format, or none; a calibrated format for a student
+            without a calibration sample; a text signature it cannot have
+            (check_text_signature).
     """
     unknown = [name for name in formats if name not in WRITERS]
     if unknown or not formats:
         raise ExportError(f"--export_formats: unknown format '{(unknown or [''])[0]}'; "
                           f"choose from {', '.join(WRITERS)}.")
+    calibrated = [name for name in formats if name in CALIBRATED_FORMATS]
+    if calibrated and student is not None and student.calibration is None:
+        raise ExportError(f"--export_formats={calibrated[0]} calibrates its int8 ranges on "
+                          "training text, and none is at hand; export it from a run whose "
+                          "training data can be read, or ask for litert_int8 (int8 "
+                          "weights, no data needed).")
+    if student is not None:
+        check_text_signature(formats, student.text_signature, student.tokenizer)
+
+
+def check_text_signature(formats: Sequence[str], text_signature: str, tokenizer) -> None:
+    """Refuses a SavedModel that must take raw text from a student whose tokenizer the
+    graph cannot run (tensorflow-text tokenizes WordPiece, not byte-level BPE).
+
+    Raises:
+        ExportError: text_signature "on", saved_model asked for, a BPE tokenizer.
+    """
+    if (text_signature == "on" and "saved_model" in formats
+            and not tokenization.is_wordpiece(tokenizer)):
+        raise ExportError("--text_signature=on: the SavedModel's raw-text signature "
+                          "tokenizes with WordPiece in the graph, and this student's "
+                          "tokenizer is BPE; use --text_signature=auto (token ids, with "
+                          "text_inputs.py beside the litert or onnx exports) or a "
+                          "WordPiece teacher.")
 
 
 def refuse_taken(export_dir: str, formats: Sequence[str], version: int) -> None:
@@ -179,7 +245,7 @@ def export(student: Exportable, export_dir: str, formats: Sequence[str] = ("save
         ExportError: a bad request (check_request) or a version that already exists.
     """
     formats = list(dict.fromkeys(formats))
-    check_request(formats)
+    check_request(formats, student)
     version = next_version(export_dir, formats) if version is None else version
     targets = {name: folder_of(export_dir, name, version) for name in formats}
     if not complete:

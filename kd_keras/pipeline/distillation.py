@@ -45,7 +45,7 @@ RECORD = "distilled.json"
 NOT_THE_STUDENTS = ("data.eval_batch_size", "data.speed_seconds",
                     "data.predict_file", "data.output_file", "train.model_dir",
                     "train.export_dir", "train.export_version", "train.export_formats",
-                    "train.cache_dir")
+                    "train.text_signature", "train.cache_dir")
 
 
 def settings(config: RunConfig) -> Dict[str, object]:

@@ -54,6 +54,8 @@ def _run(context: context_lib.RunContext) -> int:
     spec = task_inputs.spec
     tokenizer = inputs.load_tokenizer(context, task_inputs)
     identity = run_identity.describe(config, tokenization.tokenizer_digest(tokenizer), spec.labels)
+    if mode in ("pipeline", "export") and backends.current().EXPORTS_SAVED_MODEL:
+        serving.check_text_signature(context, tokenizer)
     if mode == "predict":
         run_identity.check(context.model_dir, identity)
         serving.predict(context, spec, tokenizer)
@@ -66,9 +68,10 @@ def _run(context: context_lib.RunContext) -> int:
                              f"{backends.name()}); run it again with "
                              "KERAS_BACKEND=tensorflow.")
         student = serving.load_student(context, spec)
-        folders = serving.export_student(context,
-                                         serving.exportable(context, spec, student, tokenizer),
-                                         config.train.export_version)
+        train = serving.calibration_text(context, task_inputs, tokenizer)
+        folders = serving.export_student(
+            context, serving.exportable(context, spec, student, tokenizer, train),
+            config.train.export_version)
         for name, folder in folders.items():
             print(f"Exported {name}: {folder}")
         return 0
@@ -105,8 +108,8 @@ def _run(context: context_lib.RunContext) -> int:
     # Per-example dev outputs, for paired comparisons of runs (scripts/summarize_study.py).
     files.save_npz(context.path("dev_predictions.npz"), **dev_outputs)
     if mode == "pipeline" and backends.current().EXPORTS_SAVED_MODEL:
-        folders = serving.export_distilled(context, serving.exportable(context, spec, student,
-                                                                      tokenizer))
+        folders = serving.export_distilled(
+            context, serving.exportable(context, spec, student, tokenizer, task.train))
         results["exports"] = folders
         results["export_scores"] = serving.score_exports(folders, task.dev, spec,
                                                          config.data.eval_batch_size)

@@ -11,11 +11,12 @@ from kd_keras import metrics as glue_metrics
 from kd_keras import models, predictions
 from kd_keras.data import glue, own_files
 from kd_keras.data.examples import Example
-from kd_keras.errors import DataError
+from kd_keras.errors import DataError, ExportError
 from kd_keras.data.features import Features, pad_batch, tokenize
 from kd_keras.encoders import EncoderClassifier
-from kd_keras.pipeline import distillation, inference
+from kd_keras.pipeline import distillation, inference, inputs
 from kd_keras.pipeline.context import RunContext
+from kd_keras.pipeline.inputs import TaskInputs
 from kd_keras.tasks import TaskSpec
 
 
@@ -32,13 +33,48 @@ def load_student(context: RunContext, spec: TaskSpec) -> EncoderClassifier:
     return models.load_pretrained(folder, spec.num_labels, context.cache_dir)
 
 
-def exportable(context: RunContext, spec: TaskSpec, student: EncoderClassifier, tokenizer):
-    """The student with what its exports need to take text."""
+def exportable(context: RunContext, spec: TaskSpec, student: EncoderClassifier, tokenizer,
+               train: Optional[Features] = None):
+    """The student with what its exports need to take text (and, given the tokenized
+    training examples, the sample full-integer formats calibrate on)."""
     from kd_keras import export  # TensorFlow: imported only by runs that export
 
+    length = context.config.data.max_seq_length
     return export.Exportable(student, tokenizer,
                              tuple(spec.labels) if spec.labels else ("score",),
-                             context.config.data.max_seq_length, spec.is_pair)
+                             length, spec.is_pair,
+                             None if train is None else export.calibration_sample(train, length),
+                             context.config.train.text_signature)
+
+
+def check_text_signature(context: RunContext, tokenizer) -> None:
+    """Refuses, before anything is trained or written, a raw-text SavedModel the
+    student's tokenizer cannot have (export.check_text_signature)."""
+    from kd_keras import export
+
+    train = context.config.train
+    export.check_text_signature(train.export_formats, train.text_signature, tokenizer)
+
+
+def calibration_text(context: RunContext, task_inputs: TaskInputs, tokenizer
+                     ) -> Optional[Features]:
+    """The run's tokenized training examples when a format asked for calibrates on them
+    (--mode=export reads them only then), else None.
+
+    Raises:
+        ExportError: they cannot be read (the files moved, GLUE offline).
+    """
+    from kd_keras import export
+
+    calibrated = [name for name in context.config.train.export_formats
+                  if name in export.CALIBRATED_FORMATS]
+    if not calibrated:
+        return None
+    try:
+        return inputs.load_task_data(context, task_inputs, tokenizer).train
+    except DataError as error:
+        raise ExportError(f"--export_formats={calibrated[0]} calibrates on the run's "
+                          f"training text, which cannot be read: {error}") from None
 
 
 def export_student(context: RunContext, student, version: Optional[int] = None
