@@ -418,6 +418,10 @@ def write_markdown() -> str:
         from bench_export import export_section
 
         lines += export_section(found[key])
+    for key in sorted(k for k in found if k.startswith("memory@")):
+        from bench_memory import memory_section
+
+        lines += memory_section(found[key])
     notes = os.path.join(BENCH_DIR, "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as handle:

@@ -78,3 +78,18 @@ def test_a_cpu_capped_at_avx2_is_named_so_and_a_half_cap_is_refused(capsys):
         module.isa_cap({"ONEDNN_MAX_CPU_ISA": "AVX2"})
     assert refused.value.code == 2
     assert "ATEN_CPU_CAPABILITY=avx2" in capsys.readouterr().err
+
+
+def test_bench_memory_reads_and_tokenizes_each_size_in_its_own_process(tokenizer, tmp_path):
+    folder = tmp_path / "tokenizer"
+    tokenizer.save_pretrained(str(folder))
+    out = tmp_path / "memory.json"
+    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "bench_memory.py"),
+                             "--sizes=30,90", f"--tokenizer={folder}", f"--out={out}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["lines"] for row in rows] == [30, 90]
+    for row in rows:
+        assert row["start_mb"] <= row["after_reading_mb"] <= row["peak_mb"]
+    assert "3x the lines" in result.stdout

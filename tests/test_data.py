@@ -10,6 +10,7 @@ from kd_keras import backends, net, tasks
 from kd_keras.data.batching import batches_per_epoch, epoch_batches, plan_batches
 from kd_keras.data.examples import Example, splits
 from kd_keras.errors import DataError
+from kd_keras.data import features as features_module
 from kd_keras.data.features import FEATURE_NAMES, tokenize
 from kd_keras.data.glue import load_tfds, tfds_label_map
 from kd_keras.data.sources import load_examples
@@ -138,6 +139,23 @@ def test_tokenize_pairs_and_cache(tokenizer, tmp_path):
     np.testing.assert_array_equal(again.flat["input_ids"], features.flat["input_ids"])
     long = tokenize([Example(" ".join(["w1"] * 30), "w2 w3", 0)], tokenizer, 10)
     assert long.lengths[0] == 10
+
+
+def test_tokenizing_in_chunks_gives_the_tokenizers_own_ids(tokenizer, monkeypatch):
+    """Chunks of 2 over 5 pairs (the last chunk short), truncated at 8: every row as the
+    tokenizer gives it for all the pairs in one call."""
+    monkeypatch.setattr(features_module, "TOKENIZE_CHUNK", 2)
+    examples = [Example(" ".join(f"w{i + k}" for k in range(i + 1)), f"w{30 + i} w9", i % 2)
+                for i in range(5)]
+    features = tokenize(examples, tokenizer, 8)
+    encoded = tokenizer([e.text_a for e in examples], [e.text_b for e in examples],
+                        truncation=True, max_length=8, return_token_type_ids=True)
+    assert list(features.lengths) == [len(ids) for ids in encoded["input_ids"]]
+    assert max(features.lengths) == 8
+    for row in range(5):
+        for name in FEATURE_NAMES:
+            assert list(features.row(row)[name]) == encoded[name][row], (row, name)
+    assert list(features.labels) == [0, 1, 0, 1, 0]
 
 
 def test_pipeline_pads_per_batch_and_shuffles_with_seed(synthetic_features):

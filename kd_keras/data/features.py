@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 from typing import Dict, Optional, Sequence, Tuple
@@ -15,6 +16,10 @@ from kd_keras import files
 from kd_keras.data.examples import Example
 
 FEATURE_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# Examples tokenized at once: the tokenizer's output is Python lists (about 30x the
+# size of the int32 arrays kept), so a million transfer texts tokenized in one call
+# peaked at 4.1 GB (BENCHMARKS.md, bench_memory.py).
+TOKENIZE_CHUNK = 4096
 
 
 @dataclasses.dataclass
@@ -70,19 +75,16 @@ def tokenize(examples: Sequence[Example], tokenizer, max_seq_length: int,
     """
     cache_path = None
     if cache_dir:
-        digest = hashlib.sha256(json.dumps(
-            [cache_key, max_seq_length, len(tokenizer), tokenizer.__class__.__name__,
-             [dataclasses.astuple(e) for e in examples]]).encode()).hexdigest()[:20]
+        digest = _digest(examples, tokenizer, max_seq_length, cache_key)
         cache_path = os.path.join(cache_dir, f"features_{digest}.npz")
         cached = files.load_cache(cache_path, _load_features)  # damaged: rebuilt
         if cached is not None and len(cached) == len(examples):
             return cached
-    texts_a = [e.text_a for e in examples]
-    texts_b = [e.text_b or "" for e in examples] if examples[0].text_b is not None else None
-    encoded = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_length,
-                        return_attention_mask=True, return_token_type_ids=True)
-    lengths = np.array([len(ids) for ids in encoded["input_ids"]], np.int32)
-    flat = {name: np.concatenate([np.asarray(r, np.int32) for r in encoded[name]])
+    pair = examples[0].text_b is not None
+    chunks = [_encode(examples[start:start + TOKENIZE_CHUNK], tokenizer, max_seq_length,
+                      pair) for start in range(0, len(examples), TOKENIZE_CHUNK)]
+    lengths = np.concatenate([chunk_lengths for chunk_lengths, _ in chunks])
+    flat = {name: np.concatenate([chunk[name] for _, chunk in chunks])
             for name in FEATURE_NAMES}
     labels = np.array([0 if e.label is None else e.label for e in examples],
                       np.float32 if regression else np.int32)
@@ -94,6 +96,30 @@ def tokenize(examples: Sequence[Example], tokenizer, max_seq_length: int,
         optional = {} if label_weights is None else {"label_weights": label_weights}
         files.save_npz(cache_path, lengths=lengths, labels=labels, **flat, **optional)
     return features
+
+
+def _digest(examples: Sequence[Example], tokenizer, max_seq_length: int,
+            cache_key: str) -> str:
+    """What identifies a tokenization: the source, the length, the tokenizer and every
+    example, hashed one example at a time (no copy of all the texts at once)."""
+    digest = hashlib.sha256(json.dumps(
+        [cache_key, max_seq_length, len(tokenizer), tokenizer.__class__.__name__]).encode())
+    for example in examples:
+        digest.update(json.dumps(dataclasses.astuple(example)).encode())
+    return digest.hexdigest()[:20]
+
+
+def _encode(examples: Sequence[Example], tokenizer, max_seq_length: int, pair: bool
+            ) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """One chunk tokenized: (row lengths int32 [rows], FEATURE_NAMES -> int32 [tokens])."""
+    texts_a = [e.text_a for e in examples]
+    texts_b = [e.text_b or "" for e in examples] if pair else None
+    encoded = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_length,
+                        return_attention_mask=True, return_token_type_ids=True)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]], np.int32)
+    return lengths, {name: np.fromiter(itertools.chain.from_iterable(encoded[name]),
+                                       np.int32, int(lengths.sum()))
+                     for name in FEATURE_NAMES}
 
 
 def _load_features(path: str) -> Features:
