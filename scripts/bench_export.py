@@ -46,7 +46,7 @@ def load_run(model_dir: str):
         config = config_lib.from_json(handle.read())
     config = dataclasses.replace(config, mode="evaluate", train=dataclasses.replace(
         config.train, model_dir=model_dir, mixed_precision="none",
-        distribution_strategy="default"))
+        distribution_strategy="default", export_formats=FORMATS))
     context = context_lib.start(config)
     task_inputs = inputs.TaskInputs(config, run_identity.recorded(model_dir).get("labels"))
     tokenizer = inputs.load_tokenizer(context, task_inputs)

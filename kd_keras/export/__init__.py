@@ -74,6 +74,11 @@ CALIBRATION_EXAMPLES = 100
 CALIBRATED_FORMATS = ("litert_full_int8",)
 
 
+def calibrated(formats: Sequence[str]) -> List[str]:
+    """Those of ``formats`` that calibrate on training text (CALIBRATED_FORMATS)."""
+    return [name for name in formats if name in CALIBRATED_FORMATS]
+
+
 def calibration_sample(train: Features, max_seq_length: int,
                        size: int = CALIBRATION_EXAMPLES) -> Dict[str, np.ndarray]:
     """``size`` training examples spread evenly over the set, padded to max_seq_length.
@@ -190,14 +195,15 @@ def check_request(formats: Sequence[str], student: Optional[Exportable] = None) 
     if unknown or not formats:
         raise ExportError(f"--export_formats: unknown format '{(unknown or [''])[0]}'; "
                           f"choose from {', '.join(WRITERS)}.")
-    calibrated = [name for name in formats if name in CALIBRATED_FORMATS]
-    if calibrated and student is not None and student.calibration is None:
-        raise ExportError(f"--export_formats={calibrated[0]} calibrates its int8 ranges on "
+    if student is None:
+        return
+    needs_text = calibrated(formats)
+    if needs_text and student.calibration is None:
+        raise ExportError(f"--export_formats={needs_text[0]} calibrates its int8 ranges on "
                           "training text, and none is at hand; export it from a run whose "
                           "training data can be read, or ask for litert_int8 (int8 "
                           "weights, no data needed).")
-    if student is not None:
-        check_text_signature(formats, student.text_signature, student.tokenizer)
+    check_text_signature(formats, student.text_signature, student.tokenizer)
 
 
 def check_text_signature(formats: Sequence[str], text_signature: str, tokenizer) -> None:

@@ -48,7 +48,7 @@ def convert(student, precision: str = "float",
         raise ValueError(f"Unknown LiteRT precision {precision!r}; one of {PRECISIONS}.")
     if (precision == "full_int8") != (calibration is not None):
         raise ValueError("full_int8, and only full_int8, takes a calibration sample.")
-    mask_value = {"full_int8": FULL_INT8_MASK_VALUE}.get(precision, graph.MASK_VALUE)
+    mask_value = FULL_INT8_MASK_VALUE if precision == "full_int8" else graph.MASK_VALUE
     function = graph.frozen_ids_function(student, mask_value)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], tf.Module())
     if precision != "float":

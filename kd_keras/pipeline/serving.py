@@ -35,15 +35,17 @@ def load_student(context: RunContext, spec: TaskSpec) -> EncoderClassifier:
 
 def exportable(context: RunContext, spec: TaskSpec, student: EncoderClassifier, tokenizer,
                train: Optional[Features] = None):
-    """The student with what its exports need to take text (and, given the tokenized
-    training examples, the sample full-integer formats calibrate on)."""
+    """The student with what its exports need to take text (and, when a format asked
+    for calibrates and the tokenized training examples are given, its sample)."""
     from kd_keras import export  # TensorFlow: imported only by runs that export
 
     length = context.config.data.max_seq_length
+    calibration = None
+    if train is not None and export.calibrated(context.config.train.export_formats):
+        calibration = export.calibration_sample(train, length)
     return export.Exportable(student, tokenizer,
                              tuple(spec.labels) if spec.labels else ("score",),
-                             length, spec.is_pair,
-                             None if train is None else export.calibration_sample(train, length),
+                             length, spec.is_pair, calibration,
                              context.config.train.text_signature)
 
 
@@ -66,14 +68,13 @@ def calibration_text(context: RunContext, task_inputs: TaskInputs, tokenizer
     """
     from kd_keras import export
 
-    calibrated = [name for name in context.config.train.export_formats
-                  if name in export.CALIBRATED_FORMATS]
-    if not calibrated:
+    needs_text = export.calibrated(context.config.train.export_formats)
+    if not needs_text:
         return None
     try:
         return inputs.load_task_data(context, task_inputs, tokenizer).train
     except DataError as error:
-        raise ExportError(f"--export_formats={calibrated[0]} calibrates on the run's "
+        raise ExportError(f"--export_formats={needs_text[0]} calibrates on the run's "
                           f"training text, which cannot be read: {error}") from None
 
 
