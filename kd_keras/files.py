@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -83,7 +84,7 @@ def save_npz(path: str, **arrays: np.ndarray) -> None:
 
 
 def load_cache(path: str, load: Callable[[str], T]) -> Optional[T]:
-    """A cache file's contents, or None when it is missing or damaged.
+    """A cache file's (or folder's) contents, or None when it is missing or damaged.
 
     A damaged file (truncated, bytes flipped: whatever ``load`` raises, a CRC check of an
     .npz member or a checksum line included) is removed so that the caller rebuilds it:
@@ -96,8 +97,21 @@ def load_cache(path: str, load: Callable[[str], T]) -> Optional[T]:
     except Exception as error:  # noqa: BLE001 (any failure to read means: rebuild)
         print(f"The cache file {path} is damaged ({type(error).__name__}: {error}); "
               "rebuilding it.")
-        os.remove(path)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
         return None
+
+
+def file_digest(path: str, digest=None, block: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes (or ``digest`` updated with them), read a block at a
+    time: a file larger than memory is never held whole."""
+    digest = digest or hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_record(path: str, parse: Callable[[str], T]) -> T:

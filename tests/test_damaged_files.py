@@ -36,10 +36,12 @@ def only_file(folder, prefix):
 
 
 @pytest.mark.parametrize("damage", [truncate, flip])
-def test_a_damaged_tokenize_cache_is_rebuilt(tokenizer, tmp_path, damage, capsys):
+@pytest.mark.parametrize("part", ["input_ids.bin", "token_type_ids.bin", "index.npz"])
+def test_a_damaged_tokenize_cache_is_rebuilt(tokenizer, tmp_path, damage, part, capsys):
     examples, _ = load_examples(tasks.get_task("synthetic"), "train", synthetic_size=64, seed=3)
-    first = tokenize(examples, tokenizer, 32, cache_dir=str(tmp_path))
-    damage(only_file(tmp_path, "features_"))
+    first = tokenize(examples, tokenizer, 32)  # in memory: the cached ids are mapped
+    tokenize(examples, tokenizer, 32, cache_dir=str(tmp_path))
+    damage(os.path.join(only_file(tmp_path, "features_"), part))
     again = tokenize(examples, tokenizer, 32, cache_dir=str(tmp_path))
     assert "is damaged" in capsys.readouterr().out
     for name in first.flat:

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from kd_keras import config as config_lib
-from kd_keras.data import augment
+from kd_keras.data import augment, own_files
+from kd_keras.data import features as features_module
 from kd_keras.data.examples import Example
+from kd_keras.data.features import concatenate, tokenize
 from kd_keras.errors import DataError
 from kd_keras.pipeline import inputs
 from test_end_to_end import REPO, run_cli
@@ -90,16 +92,70 @@ def write_transfer(path, count, seed=9):
 def test_transfer_text_is_read_without_labels_and_must_fit_the_task(tmp_path):
     make_example_data.write_example(str(tmp_path), train_size=20, dev_size=10)
     write_transfer(tmp_path / "more.csv", 7)
-    found, skipped = inputs.TaskInputs(own_config(
+    text = inputs.TaskInputs(own_config(
         tmp_path, transfer_file=str(tmp_path / "more.csv"), transfer_fields=("text",),
-        max_transfer_examples=5)).transfer_examples()
-    assert len(found) == 5 and skipped == 0
+        max_transfer_examples=5)).transfer_text()
+    found = list(text.examples)
+    assert len(found) == 5 and text.skipped() == 0
     assert all(e.label is None and e.text_b is None for e in found)
     with pytest.raises(DataError, match="reads one text, so name 1 --transfer_fields"):
         inputs.TaskInputs(own_config(tmp_path, transfer_file=str(tmp_path / "more.csv"),
-                                     transfer_fields=("text", "text"))).transfer_examples()
+                                     transfer_fields=("text", "text"))).transfer_text()
     with pytest.raises(DataError, match="--transfer_task=mrpc has pairs"):
-        inputs.TaskInputs(own_config(tmp_path, transfer_task="mrpc")).transfer_examples()
+        inputs.TaskInputs(own_config(tmp_path, transfer_task="mrpc")).transfer_text()
+
+
+def test_a_transfer_file_is_streamed_into_the_cache_and_read_again_only_when_it_changes(
+        tokenizer, tmp_path, monkeypatch):
+    """Tokenized row by row straight into files (the ids come back memory-mapped, as the
+    whole list would give them), joined to the labelled set on disk; the cache spares
+    reading the file again, and changed bytes are read again, never the old ids."""
+    make_example_data.write_example(str(tmp_path), train_size=20, dev_size=10)
+    path = tmp_path / "more.csv"
+    write_transfer(path, 9)
+    monkeypatch.setattr(features_module, "TOKENIZE_CHUNK", 4)  # 3 chunks, the last short
+    cache = str(tmp_path / "cache")
+    os.makedirs(cache)
+
+    def taken_in():
+        text = inputs.TaskInputs(own_config(tmp_path, transfer_file=str(path),
+                                            transfer_fields=("text",))).transfer_text()
+        return tokenize(text.examples, tokenizer, 16, cache_dir=cache, cache_key="t",
+                        source_digest=text.digest)
+
+    def by_hand():
+        with open(path, newline="", encoding="utf-8") as handle:
+            texts = [row["text"] for row in csv.DictReader(handle)]
+        return tokenizer(texts, truncation=True, max_length=16, return_token_type_ids=True)
+
+    streamed = taken_in()
+    encoded = by_hand()
+    assert len(streamed) == 9 and all(isinstance(a, np.memmap) for a in streamed.flat.values())
+    for row in range(9):
+        assert list(streamed.row(row)["input_ids"]) == encoded["input_ids"][row]
+    assert list(streamed.label_weights) == [0.0] * 9
+    labelled = tokenize([Example("good", None, 2)], tokenizer, 16)
+    joined = concatenate([labelled, streamed], cache)
+    assert isinstance(joined.flat["input_ids"], np.memmap)
+    assert list(joined.row(1)["input_ids"]) == encoded["input_ids"][0]
+    assert list(joined.labels) == [2] + [0] * 9
+    assert list(joined.label_weights) == [1.0] + [0.0] * 9
+
+    read = own_files._records
+
+    def records(name, needed):
+        assert name != str(path), "the transfer file was read again"
+        return read(name, needed)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(own_files, "_records", records)
+        again = taken_in()  # from the cache
+    np.testing.assert_array_equal(again.flat["input_ids"], streamed.flat["input_ids"])
+    with open(path, "a", newline="", encoding="utf-8") as handle:
+        handle.write("an awful new line\n")
+    grown = taken_in()
+    assert len(grown) == 10
+    assert list(grown.row(9)["input_ids"]) == tokenizer("an awful new line")["input_ids"]
 
 
 TINY = ["--teacher=tiny", "--tiny_layers=2", "--tiny_hidden_size=32", "--tiny_heads=2",
@@ -150,7 +206,7 @@ def test_the_runs_own_task_as_transfer_text_is_what_lies_beyond_its_labels(tmp_p
         task="mrpc", data_dir=str(tmp_path), max_train_examples=2, transfer_task="mrpc"))
     task_inputs = inputs.TaskInputs(config)
     labelled, _ = task_inputs.examples("train")
-    unlabelled, _ = task_inputs.transfer_examples()
+    unlabelled = task_inputs.transfer_text().examples
     assert [e.text_a for e in labelled] == ["first 0", "first 1"]
     assert [(e.text_a, e.label) for e in unlabelled] == [("first 2", None), ("first 3", None),
                                                          ("first 4", None)]

@@ -13,7 +13,7 @@ from keras import ops
 
 from kd_keras import losses
 from kd_keras.data import batching
-from kd_keras.data.features import FEATURE_NAMES, Features
+from kd_keras.data.features import FEATURE_NAMES, Features, pad_batch
 
 COUNTER_DTYPE = "int64"
 # fit compiles its steps with XLA only when asked (--xla): on CPUs it is slower.
@@ -98,6 +98,10 @@ def batches(features: Features, plan: List[np.ndarray], rows: int,
             teacher_logits: Optional[np.ndarray] = None):
     """A tf.data pipeline of the planned batches, each padded to its longest row.
 
+    The token ids are padded by numpy (features.pad_batch) and never become one
+    TensorFlow constant: cached features are memory-mapped, and text larger than memory
+    stays on disk.
+
     Args:
         features: tokenized examples.
         plan: each batch's example indices (batching.plan_batches).
@@ -107,8 +111,7 @@ def batches(features: Features, plan: List[np.ndarray], rows: int,
     Returns:
         A dataset of batching.pack batches.
     """
-    ragged = {name: tf.RaggedTensor.from_row_lengths(values, features.lengths)
-              for name, values in features.flat.items()}
+    offsets = features.offsets()  # once, not per batch
     labels = tf.constant(features.labels)
     logits = None if teacher_logits is None else tf.constant(teacher_logits)
     label_weights = (None if features.label_weights is None
@@ -117,8 +120,18 @@ def batches(features: Features, plan: List[np.ndarray], rows: int,
     indices = tf.RaggedTensor.from_row_lengths(
         np.concatenate(plan) if plan else np.zeros([0], np.int64), sizes)
 
+    def padded(examples: np.ndarray) -> List[np.ndarray]:
+        x, _ = pad_batch(features, examples, offsets=offsets)
+        return [x[name] for name in FEATURE_NAMES]
+
     def batch(examples):
-        x = {name: tf.gather(column, examples).to_tensor() for name, column in ragged.items()}
+        ids = tf.numpy_function(padded, [examples], [tf.int32] * len(FEATURE_NAMES),
+                                stateful=False)
+        x = {}
+        for name, values in zip(FEATURE_NAMES, ids):
+            values.set_shape([None, None])
+            x[name] = values
+
         def rows(column):
             return None if column is None else tf.gather(column, examples)
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
-from kd_keras.data.examples import Example, Label, read_text
+from kd_keras.data.examples import Example, Label
 from kd_keras.errors import DataError
 from kd_keras.tasks import TaskSpec
 
@@ -30,6 +29,23 @@ class OwnRow:
     label: str
 
 
+def _lines(path: str) -> Iterator[str]:
+    """A UTF-8 file's lines, line ends kept and a leading BOM dropped, read one at a time
+    (a file larger than memory is never held whole).
+
+    Raises:
+        DataError: a line is not UTF-8; the message names the file and line.
+    """
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path}:{number}: not UTF-8 text (byte "
+                                f"0x{raw[error.start]:02x}); save the file as UTF-8 and run "
+                                "again.") from None
+
+
 def _records(path: str, needed: Sequence[str]):
     """(line number, field -> value, or a DataError for a malformed row) per data row.
 
@@ -46,9 +62,8 @@ def _records(path: str, needed: Sequence[str]):
                         "header row) or .jsonl (one JSON object a line).")
     if not os.path.isfile(path):
         raise DataError(f"{path}: file not found.")
-    text = read_text(path)
     if extension == ".jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(_lines(path), start=1):
             if not line.strip():
                 continue
             try:
@@ -73,7 +88,7 @@ def _records(path: str, needed: Sequence[str]):
             yield number, record
         return
     delimiter = OWN_FORMATS[extension]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter,
+    reader = csv.reader(_lines(path), delimiter=delimiter,
                         quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
     try:
         header = [name.strip() for name in next(reader, [])]
@@ -111,49 +126,70 @@ def _records(path: str, needed: Sequence[str]):
         yield reader.line_num, dict(zip(header, row))
 
 
-def read_own_rows(path: str, text_fields: Sequence[str], label_field: Optional[str],
-                  skip_bad_rows: bool = False) -> Tuple[List[OwnRow], int]:
-    """Reads a user's CSV / TSV / JSONL file.
+class OwnRows:
+    """A user's CSV / TSV / JSONL file, read row by row as it is iterated (a file larger
+    than memory is never held whole).
+
+    Iterating yields the good rows as OwnRow; ``skipped`` counts the malformed rows
+    passed over so far.
 
     Args:
         path: the file; its extension gives the format.
         text_fields: one or two field names holding the texts.
-        label_field: the label's field, or None (prediction input: no label needed).
+        label_field: the label's field, or None (prediction input, transfer text).
         skip_bad_rows: skip malformed rows (missing fields, empty texts or labels) and
             count them instead of failing.
 
+    Raises (while iterating):
+        DataError: as _records; a row is malformed and skip_bad_rows is off (the message
+            names the file and line); or the file has no usable row.
+    """
+
+    def __init__(self, path: str, text_fields: Sequence[str], label_field: Optional[str],
+                 skip_bad_rows: bool = False):
+        self.path, self.text_fields, self.label_field = path, list(text_fields), label_field
+        self.skip_bad_rows, self.skipped = skip_bad_rows, 0
+
+    def __iter__(self) -> Iterator[OwnRow]:
+        path, text_fields, label_field = self.path, self.text_fields, self.label_field
+        needed = text_fields + ([label_field] if label_field else [])
+        self.skipped, found = 0, False
+        for line, record in _records(path, needed):
+            if not isinstance(record, DataError):
+                texts = ["" if record[f] is None else str(record[f]) for f in text_fields]
+                label = "" if not label_field or record[label_field] is None \
+                    else str(record[label_field]).strip()
+                empty = [f for f, t in zip(text_fields, texts) if not t.strip()]
+                if empty:
+                    record = DataError(f"empty text in '{empty[0]}'.")
+                elif label_field and not label:
+                    record = DataError(f"empty label in '{label_field}'.")
+                else:
+                    found = True
+                    yield OwnRow(line, texts[0], texts[1] if len(texts) > 1 else None, label)
+                    continue
+            if not self.skip_bad_rows:
+                raise DataError(f"{path}:{line}: {record} Fix the row, or pass "
+                                "--skip_bad_rows to skip malformed rows.")
+            self.skipped += 1
+        if not found:
+            raise DataError(f"{path}: no rows to read"
+                            + (f" ({self.skipped} malformed rows skipped)." if self.skipped
+                               else " below the header."
+                               if path.lower().endswith((".csv", ".tsv")) else "."))
+
+
+def read_own_rows(path: str, text_fields: Sequence[str], label_field: Optional[str],
+                  skip_bad_rows: bool = False) -> Tuple[List[OwnRow], int]:
+    """Reads a user's CSV / TSV / JSONL file whole (see OwnRows for the arguments and
+    errors).
+
     Returns:
         (rows, number of rows skipped).
-
-    Raises:
-        DataError: as _records; a row is malformed and skip_bad_rows is off (the
-            message names the file and line); or the file has no usable row.
     """
-    needed = list(text_fields) + ([label_field] if label_field else [])
-    rows, skipped = [], 0
-    for line, record in _records(path, needed):
-        if not isinstance(record, DataError):
-            texts = ["" if record[f] is None else str(record[f]) for f in text_fields]
-            label = "" if not label_field or record[label_field] is None \
-                else str(record[label_field]).strip()
-            empty = [f for f, t in zip(text_fields, texts) if not t.strip()]
-            if empty:
-                record = DataError(f"empty text in '{empty[0]}'.")
-            elif label_field and not label:
-                record = DataError(f"empty label in '{label_field}'.")
-            else:
-                rows.append(OwnRow(line, texts[0], texts[1] if len(texts) > 1 else None, label))
-                continue
-        if not skip_bad_rows:
-            raise DataError(f"{path}:{line}: {record} Fix the row, or pass --skip_bad_rows to "
-                            "skip malformed rows.")
-        skipped += 1
-    if not rows:
-        raise DataError(f"{path}: no rows to read"
-                        + (f" ({skipped} malformed rows skipped)." if skipped else
-                           " below the header." if path.lower().endswith((".csv", ".tsv"))
-                           else "."))
-    return rows, skipped
+    rows = OwnRows(path, text_fields, label_field, skip_bad_rows)
+    found = list(rows)
+    return found, rows.skipped
 
 
 def own_labels(rows: Sequence[OwnRow]) -> List[str]:

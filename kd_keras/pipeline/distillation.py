@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from kd_keras import backup, distiller, files, models, schedules, tensorboard_logs
 from kd_keras.config import RunConfig
@@ -109,7 +109,7 @@ def note_export(context: RunContext, version: int) -> None:
 
 
 def distill(context: RunContext, task: TaskData, teacher: EncoderClassifier,
-            unlabelled: Optional[Features] = None) -> Tuple[EncoderClassifier, Dict]:
+            unlabelled: Sequence[Features] = ()) -> Tuple[EncoderClassifier, Dict]:
     """Distils the teacher into a new student and saves the best one (by dev metric, over
     the epochs that train the classifier) to model_dir/student; a distillation this
     folder records as finished with the same settings is not run again (its student and
@@ -118,7 +118,7 @@ def distill(context: RunContext, task: TaskData, teacher: EncoderClassifier,
     Args:
         context, task, teacher: the run, its data, the fine-tuned teacher.
         unlabelled: text without labels to distil on beside task.train (transfer text,
-            augmented copies; pipeline.transfer), or None.
+            augmented copies; pipeline.transfer); joined to it on disk, not in memory.
 
     Returns:
         (the best student, {"history", "stages", "best_epoch", "dev_history"}).
@@ -156,7 +156,8 @@ def distill(context: RunContext, task: TaskData, teacher: EncoderClassifier,
         example = {name: values[None] for name, values in task.dev.row(0).items()}
         extras.append(tensorboard_logs.TensorBoardExtras(context.path("logs", "distill"),
                                                          hparams, example))
-    train = task.train if unlabelled is None else concatenate([task.train, unlabelled])
+    train = (concatenate([task.train, *unlabelled], context.cache_dir) if unlabelled
+             else task.train)
     logits = None
     if method.cache_teacher_logits and model.reads_teacher_logits:
         logits = logit_cache.teacher_logits(teacher, train, config.data.eval_batch_size,

@@ -4,11 +4,14 @@ the teacher's tokenizer, and the tokenized splits."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import itertools
+import json
 import os
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from kd_keras import models, tasks
+from kd_keras import files, models, tasks
 from kd_keras.config import TINY_TEACHER, RunConfig
 from kd_keras.data import own_files, sources, synthetic, vocab
 from kd_keras.data.examples import Example, splits
@@ -79,16 +82,19 @@ class TaskInputs:
                 own_rows=self._train_rows if split == "train" else None)
         return self._read[split]
 
-    def transfer_examples(self) -> Tuple[List[Example], int]:
+    def transfer_text(self) -> "TransferText":
         """The transfer text (--transfer_file, or --transfer_task's training sentences)
-        as examples without labels, and how many malformed rows were skipped.
+        as examples without labels.
 
-        --transfer_task naming the run's own task takes its training examples beyond
-        --max_train_examples (a task with few labels and more text, simulated).
+        A file is checked here (fields, existence) and read only when the examples are
+        iterated, row by row.  --transfer_task naming the run's own task takes its
+        training examples beyond --max_train_examples (a task with few labels and more
+        text, simulated).
 
         Raises:
             DataError: a file that cannot be read, or texts that do not fit the task (one
-                for single-text tasks, two for pairs).
+                for single-text tasks, two for pairs); while iterating, as
+                own_files.OwnRows.
         """
         d, pair = self.data, self.spec.is_pair
         if d.transfer_file:
@@ -97,28 +103,51 @@ class TaskInputs:
                 kind, count = ("pairs", 2) if pair else ("one text", 1)
                 raise DataError(f"--transfer_file: the task reads {kind}, so name {count} "
                                 f"--transfer_fields (got {', '.join(fields) or 'none'}).")
-            rows, skipped = own_files.read_own_rows(d.transfer_file, fields, None,
-                                                    d.skip_bad_rows)
-            texts = [(row.text_a, row.text_b) for row in rows]
-            where = d.transfer_file
-        else:
-            other = tasks.get_task(d.transfer_task)
-            if other.is_pair != pair:
-                raise DataError(f"--transfer_task={other.name} has "
-                                f"{'pairs' if other.is_pair else 'single texts'}, task "
-                                f"{self.spec.name} {'pairs' if pair else 'single texts'}; "
-                                "pass a task of the same kind.")
-            examples, skipped = sources.load_examples(
-                other, "train", data_dir=d.data_dir, use_tfds=d.use_tfds,
-                tfds_data_dir=d.tfds_data_dir, skip_bad_rows=d.skip_bad_rows)
-            if other.name == self.spec.name:  # the labelled examples are not transfer text
-                examples = examples[d.max_train_examples or len(examples):]
-            texts = [(e.text_a, e.text_b) for e in examples]
-            where = f"task {other.name}"
-        texts = texts[: d.max_transfer_examples] if d.max_transfer_examples else texts
-        if not texts:
-            raise DataError(f"The transfer text ({where}) has no rows.")
-        return [Example(a, b, None) for a, b in texts], skipped
+            if not os.path.isfile(d.transfer_file):
+                raise DataError(f"{d.transfer_file}: file not found (--transfer_file).")
+            rows = own_files.OwnRows(d.transfer_file, fields, None, d.skip_bad_rows)
+            examples = (Example(row.text_a, row.text_b, None) for row in rows)
+            if d.max_transfer_examples:
+                examples = itertools.islice(examples, d.max_transfer_examples)
+            # The file's bytes and how they are read name the text without reading it.
+            digest = files.file_digest(d.transfer_file, hashlib.sha256(json.dumps(
+                [list(fields), d.skip_bad_rows, d.max_transfer_examples]).encode()))
+            return TransferText(examples, d.transfer_file, lambda: rows.skipped, digest)
+        other = tasks.get_task(d.transfer_task)
+        if other.is_pair != pair:
+            raise DataError(f"--transfer_task={other.name} has "
+                            f"{'pairs' if other.is_pair else 'single texts'}, task "
+                            f"{self.spec.name} {'pairs' if pair else 'single texts'}; "
+                            "pass a task of the same kind.")
+        examples, skipped = sources.load_examples(
+            other, "train", data_dir=d.data_dir, use_tfds=d.use_tfds,
+            tfds_data_dir=d.tfds_data_dir, skip_bad_rows=d.skip_bad_rows)
+        if other.name == self.spec.name:  # the labelled examples are not transfer text
+            examples = examples[d.max_train_examples or len(examples):]
+        examples = [Example(e.text_a, e.text_b, None)
+                    for e in examples[: d.max_transfer_examples or len(examples)]]
+        if not examples:
+            raise DataError(f"The transfer text (task {other.name}) has no rows.")
+        return TransferText(examples, f"task {other.name}", lambda: skipped)
+
+
+@dataclasses.dataclass
+class TransferText:
+    """Text without labels to distil on (TaskInputs.transfer_text).
+
+    Attributes:
+        examples: the examples, label None; an iterable read once when it comes from a
+            file (row by row), a list otherwise.
+        source: where the text comes from, for messages and cache keys.
+        skipped: malformed rows skipped so far (complete once ``examples`` is read).
+        digest: names the text without reading it (file, fields, limits), or None when
+            ``examples`` is a list that names itself.
+    """
+
+    examples: Iterable[Example]
+    source: str
+    skipped: Callable[[], int]
+    digest: Optional[str] = None
 
 
 def load_tokenizer(context: RunContext, inputs: TaskInputs):

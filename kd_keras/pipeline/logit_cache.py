@@ -31,8 +31,8 @@ def teacher_logits(teacher: EncoderClassifier, features: Features,
     for weight in teacher.weights:  # in build order; names would carry Keras' counters
         digest.update(str(tuple(weight.shape)).encode())
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
-    for name in sorted(features.flat):
-        digest.update(np.ascontiguousarray(features.flat[name]).tobytes())
+    for name in sorted(features.flat):  # hashed in place: the ids may be memory-mapped
+        digest.update(memoryview(np.ascontiguousarray(features.flat[name])))
     digest.update(np.ascontiguousarray(features.lengths).tobytes())
     digest.update(f"{batch_size}/{keras.config.dtype_policy().name}".encode())
     # .npz: zip's CRC of the array tells a damaged file, which is then computed again.

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import List
 
 import keras
 import numpy as np
@@ -18,33 +18,35 @@ import numpy as np
 from kd_keras import files, tokenization
 from kd_keras.data import augment
 from kd_keras.data.examples import Example
-from kd_keras.data.features import Features, concatenate, tokenize
+from kd_keras.data.features import Features, tokenize
 from kd_keras.encoders import EncoderClassifier
 from kd_keras.pipeline.context import RunContext
 from kd_keras.pipeline.inputs import TaskData, TaskInputs
 
 
 def unlabelled_features(context: RunContext, task_inputs: TaskInputs, task: TaskData,
-                        teacher: EncoderClassifier) -> Optional[Features]:
-    """The transfer text and the augmented copies, tokenized (cached), or None when the
-    run adds no text.  Every example has label weight 0."""
+                        teacher: EncoderClassifier) -> List[Features]:
+    """The transfer text and the augmented copies, tokenized (cached; the token ids
+    memory-mapped), as parts to join to the training set; none when the run adds no
+    text.  Every example has label weight 0."""
     data = context.config.data
     spec, parts = task.spec, []
     if data.transfer_file or data.transfer_task:
-        examples, skipped = task_inputs.transfer_examples()
-        source = data.transfer_file or f"task {data.transfer_task}"
-        print(f"Transfer text: {len(examples)} examples from {source}"
+        text = task_inputs.transfer_text()
+        features = tokenize(text.examples, task.tokenizer, data.max_seq_length,
+                            cache_dir=context.cache_dir, cache_key=f"transfer/{text.source}",
+                            regression=spec.is_regression, source_digest=text.digest)
+        skipped = text.skipped()  # 0 when the cache spared reading the file
+        print(f"Transfer text: {len(features)} examples from {text.source}"
               + (f" ({skipped} malformed rows skipped)." if skipped else "."))
-        parts.append(tokenize(examples, task.tokenizer, data.max_seq_length,
-                              cache_dir=context.cache_dir, cache_key=f"transfer/{source}",
-                              regression=spec.is_regression))
+        parts.append(features)
     if data.augment:
         train, _ = task_inputs.examples("train")
         copies = augmented(context, train, teacher, task.tokenizer)
         parts.append(tokenize(copies, task.tokenizer, data.max_seq_length,
                               cache_dir=context.cache_dir, cache_key="augmented",
                               regression=spec.is_regression))
-    return concatenate(parts) if parts else None
+    return parts
 
 
 def augmented(context: RunContext, examples: List[Example], teacher: EncoderClassifier,
