@@ -57,22 +57,11 @@ def test_jax_data_parallel_steps_equal_single_device_steps():
     assert diff <= 1e-5 and diff < update / 50
 
 
-def test_multi_worker_script_runs_two_local_workers(tmp_path):
-    script = os.path.join(REPO, "scripts", "multi_worker_local.py")
-    result = subprocess.run([sys.executable, script, f"--model_dir={tmp_path}"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "worker 0: exit 0" in result.stdout and "worker 1: exit 0" in result.stdout
-    assert os.path.exists(tmp_path / "results.json")
-    assert os.path.isdir(tmp_path / "export" / "1")
-    assert os.path.isdir(tmp_path / "workers" / "worker_1")  # the other worker's own copy
-    assert not os.path.exists(tmp_path / "backup")  # removed once, by the chief, at the end
-
-
-def test_two_workers_distil_from_the_teacher_in_the_chiefs_folder(tmp_path):
-    # The teacher fine-tuned by an earlier one-process run sits in the chief's model_dir
-    # only; the other worker must take it from there too, not fine-tune one of its own
-    # (which made the two workers' collectives disagree and both fail).
+def test_two_local_workers_run_the_pipeline_on_the_teacher_in_the_chiefs_folder(tmp_path):
+    """scripts/multi_worker_local.py's two-worker job, after a one-process run fine-tuned
+    the teacher: that teacher sits in the chief's model_dir only, and the other worker
+    must take it from there too, not fine-tune one of its own (which made the two
+    workers' collectives disagree and both fail)."""
     from test_end_to_end import run_cli
 
     sys.path.insert(0, os.path.join(REPO, "scripts"))
@@ -82,13 +71,17 @@ def test_two_workers_distil_from_the_teacher_in_the_chiefs_folder(tmp_path):
     teacher = tmp_path / "teacher" / "model.safetensors"
     before = teacher.read_bytes()
     script = os.path.join(REPO, "scripts", "multi_worker_local.py")
-    result = subprocess.run([sys.executable, script, f"--model_dir={tmp_path}", "--",
-                             "--mode=distill"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, script, f"--model_dir={tmp_path}"],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "worker 1: exit 0" in result.stdout
+    assert "worker 0: exit 0" in result.stdout and "worker 1: exit 0" in result.stdout
     assert teacher.read_bytes() == before
     assert not (tmp_path / "workers" / "worker_1" / "teacher").exists()
     assert (tmp_path / "student" / "model.safetensors").exists()
+    assert os.path.exists(tmp_path / "results.json")
+    assert os.path.isdir(tmp_path / "export" / "1")
+    assert os.path.isdir(tmp_path / "workers" / "worker_1")  # the other worker's own copy
+    assert not os.path.exists(tmp_path / "backup")  # removed once, by the chief, at the end
 
 
 @pytest.mark.skipif(not os.environ.get("KD_KERAS_LONG_TESTS"),
