@@ -40,9 +40,14 @@ def read_text(path: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = raw[:error.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[error.start]:02x}); save "
-                        "the file as UTF-8 and run again.") from None
+        raise not_utf8(path, raw[:error.start].count(b"\n") + 1,
+                       raw[error.start]) from None
+
+
+def not_utf8(path: str, line: int, byte: int) -> DataError:
+    """The error of a text file whose ``line`` holds ``byte``, which is not UTF-8."""
+    return DataError(f"{path}:{line}: not UTF-8 text (byte 0x{byte:02x}); save the file as "
+                     "UTF-8 and run again.")
 
 
 def splits(spec: TaskSpec) -> List[str]:

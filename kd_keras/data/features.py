@@ -169,7 +169,8 @@ def _write_features(folder: str, chunks: Iterable[Features]) -> Features:
         np.savez(os.path.join(staging, INDEX), lengths=index.lengths, labels=index.labels,
                  **optional, **{f"{name}_sha256": np.array(checksums[name].hexdigest())
                                 for name in FEATURE_NAMES})
-    return _load_features(folder)
+    # Just written and checksummed: mapped without reading the files back.
+    return _mapped(folder, index)
 
 
 def _load_features(folder: str) -> Features:
@@ -183,7 +184,6 @@ def _load_features(folder: str) -> Features:
         label_weights = index["label_weights"] if "label_weights" in index else None
         checksums = {name: str(index[f"{name}_sha256"]) for name in FEATURE_NAMES}
     tokens = int(lengths.sum(dtype=np.int64))
-    flat = {}
     for name in FEATURE_NAMES:
         path = os.path.join(folder, f"{name}.bin")
         if os.path.getsize(path) != 4 * tokens:
@@ -191,8 +191,15 @@ def _load_features(folder: str) -> Features:
                              "tokens")
         if files.file_digest(path) != checksums[name]:
             raise ValueError(f"{name}.bin does not match its checksum")
-        flat[name] = np.memmap(path, np.int32, "r", shape=(tokens,))
-    return Features(flat, lengths, labels, label_weights)
+    return _mapped(folder, Features({}, lengths, labels, label_weights))
+
+
+def _mapped(folder: str, index: Features) -> Features:
+    """``index`` (per-example arrays only) with the token files of ``folder`` mapped."""
+    tokens = int(index.lengths.sum(dtype=np.int64))
+    flat = {name: np.memmap(os.path.join(folder, f"{name}.bin"), np.int32, "r",
+                            shape=(tokens,)) for name in FEATURE_NAMES}
+    return Features(flat, index.lengths, index.labels, index.label_weights)
 
 
 def concatenate(parts: Sequence[Features], folder: Optional[str] = None) -> Features:

@@ -9,7 +9,7 @@ import json
 import os
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-from kd_keras.data.examples import Example, Label
+from kd_keras.data.examples import Example, Label, not_utf8
 from kd_keras.errors import DataError
 from kd_keras.tasks import TaskSpec
 
@@ -41,9 +41,7 @@ def _lines(path: str) -> Iterator[str]:
             try:
                 yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as error:
-                raise DataError(f"{path}:{number}: not UTF-8 text (byte "
-                                f"0x{raw[error.start]:02x}); save the file as UTF-8 and run "
-                                "again.") from None
+                raise not_utf8(path, number, raw[error.start]) from None
 
 
 def _records(path: str, needed: Sequence[str]):
