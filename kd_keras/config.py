@@ -15,6 +15,7 @@ PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 SCHEDULES = ("all", "pid", "sid", "kd", "finetune")  # schedules.build makes their stages
 AUGMENT_METHODS = ("embedding", "delete_swap")  # data.augment
+AUGMENT_LABELS = ("none", "source")  # data.augment_labels
 # kd_keras.export.WRITERS writes them.
 EXPORT_FORMATS = ("saved_model", "litert", "litert_int8", "litert_full_int8", "onnx",
                   "onnx_int8", "hf")
@@ -92,6 +93,11 @@ class DataConfig:
         "embedding", "embedding: words replaced by their nearest neighbours in the "
         "teacher's input-embedding space (offline, any checkpoint); delete_swap: words "
         "deleted and swapped at random (a cheap baseline).", choices=AUGMENT_METHODS)
+    augment_labels: str = option(
+        "none", "none: the augmented copies carry no label (the student learns the "
+        "teacher's outputs on them); source: each copy carries its training example's "
+        "label, so the hard-label term (and --schedule=finetune) learns from it too.",
+        choices=AUGMENT_LABELS)
     output_file: Optional[str] = option(None, "predict mode: where predictions go (own data: "
                                         ".csv, .tsv or .jsonl, with the class probabilities).")
 
@@ -324,11 +330,16 @@ def _validate_added_text(config: RunConfig) -> None:
     data = config.data
     if data.augment < 0:
         raise ValueError(f"--augment must be 0 or more, got {data.augment}.")
+    if data.augment_labels not in AUGMENT_LABELS:
+        raise ValueError(f"Unknown --augment_labels '{data.augment_labels}'. Choose one of: "
+                         f"{', '.join(AUGMENT_LABELS)}.")
     if not data.adds_text:
         return
-    if config.distill.schedule == "finetune":
-        raise ValueError("--schedule=finetune learns from gold labels alone; transfer text "
-                         "and --augment need a teacher (another --schedule).")
+    if config.distill.schedule == "finetune" and (
+            data.transfer_file or data.transfer_task or data.augment_labels != "source"):
+        raise ValueError("--schedule=finetune learns from gold labels alone: transfer text "
+                         "has none and --augment copies get them only with "
+                         "--augment_labels=source (or pick another --schedule).")
     if data.transfer_file and data.transfer_task:
         raise ValueError("Pass --transfer_file or --transfer_task, not both.")
     if data.transfer_task:

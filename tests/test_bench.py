@@ -23,22 +23,36 @@ def test_bench_tiny_prints_every_measurement_and_ratio():
         assert name in result.stdout, name
 
 
-def test_bench_only_all_prints_one_json_line_with_the_step_time():
-    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "bench.py"),
-                             "--size=tiny", "--warmup=1", "--repeats=1", "--only_all"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    line = [text for text in result.stdout.splitlines() if text.startswith("{")][-1]
+def bench_main(monkeypatch, *arguments):
+    """scripts/bench.py's main() in this process (TensorFlow is imported already), run
+    with ``arguments``; returns its exit code."""
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import bench
+
+    monkeypatch.setattr(sys, "argv", ["bench.py", *arguments])
+    return bench.main()
+
+
+def test_bench_only_all_prints_one_json_line_with_the_step_time(monkeypatch, capsys):
+    assert bench_main(monkeypatch, "--size=tiny", "--warmup=1", "--repeats=1",
+                      "--only_all") == 0
+    line = [text for text in capsys.readouterr().out.splitlines() if text.startswith("{")][-1]
     assert json.loads(line)["distill_all_seconds"] > 0
 
 
-def test_bench_backend_jax_hands_over_to_bench_jax():
-    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "bench.py"),
-                             "--backend=jax", "--size=tiny", "--warmup=1", "--repeats=1",
-                             "--rows=teacher_forward", "--no_write"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert " on JAX " in result.stdout and "teacher_forward" in result.stdout
+def test_bench_backend_jax_hands_over_to_bench_jax(monkeypatch):
+    """The command bench.py starts; test_bench_jax.py runs bench_jax.py itself."""
+    started = []
+    monkeypatch.setattr(subprocess, "run", lambda command, env: started.append(
+        (command, env)) or subprocess.CompletedProcess(command, 0))
+    assert bench_main(monkeypatch, "--backend=jax", "--size=tiny", "--warmup=1",
+                      "--repeats=1", "--rows=teacher_forward", "--no_write") == 0
+    (command, env), = started
+    assert command[:2] == [sys.executable, os.path.join(REPO, "scripts", "bench_jax.py")]
+    assert env["KERAS_BACKEND"] == "jax"
+    for flag in ("--size=tiny", "--warmup=1", "--repeats=1", "--no_write",
+                 "--rows=teacher_forward"):
+        assert flag in command, flag
 
 
 def bench_sizes():

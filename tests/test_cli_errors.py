@@ -106,6 +106,9 @@ CASES = {
                                     "twice.csv:1: the header names the column 'text' 2 times"),
     "own data header only": (lambda f: own(f, "good.csv", dev="header_only.csv"),
                              "header_only.csv: no rows to read below the header"),
+    "unlabelled copies for finetune": (
+        lambda f: [*TINY_RUN, "--schedule=finetune", "--augment=2"],
+        "--augment copies get them only with --augment_labels=source"),
     "text signature for a BPE student": (
         lambda f: mrpc(f, "good", "--text_signature=on") + [f"--teacher={f['roberta']}"],
         "--text_signature=on: the SavedModel's raw-text signature tokenizes with WordPiece"),

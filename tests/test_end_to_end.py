@@ -40,6 +40,33 @@ def run_cli(*args, check=True, backend="tensorflow", tensorflow=True, xla_flags=
     return result
 
 
+def run_cli_batch(*commands, check=True):
+    """Each argument list as ``python -m kd_keras.main *args`` would run it, one after
+    another in one new process (tests/cli_batch.py: TensorFlow imported once, each
+    command with its own flags, stdout and stderr): one result per command, with
+    returncode, stdout and stderr as run_cli's.
+
+    Args:
+        check: raise with a command's output when it exits non-zero.
+    """
+    import tempfile
+    import types
+
+    with tempfile.TemporaryDirectory() as folder:
+        cases, found = os.path.join(folder, "cases.json"), os.path.join(folder, "found.json")
+        with open(cases, "w", encoding="utf-8") as handle:
+            json.dump([list(command) for command in commands], handle)
+        subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_batch.py"), cases,
+                        found], cwd=REPO, check=True, timeout=900, capture_output=True)
+        with open(found, encoding="utf-8") as handle:
+            results = [types.SimpleNamespace(**result) for result in json.load(handle)]
+    for command, result in zip(commands, results):
+        if check and result.returncode != 0:
+            raise AssertionError(f"{command}: exit {result.returncode}\n{result.stdout}\n"
+                                 f"{result.stderr}")
+    return results
+
+
 def tags(log_dir):
     found = set()
     for path in glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"), recursive=True):
@@ -157,34 +184,43 @@ def test_pid_pipeline_stage_sequence(sid_run, tmp_path):
 
 def test_evaluate_predict_and_export_modes(sid_run, tmp_path):
     """evaluate with the run's flags; predict and export with --model_dir alone (the
-    folder's config.json supplies the rest)."""
+    folder's config.json supplies the rest); a refused export changes nothing.  Each
+    group of commands runs in one process (run_cli_batch)."""
     model_dir, _ = sid_run
-    result = run_cli(*TINY_RUN, f"--model_dir={model_dir}", "--mode=evaluate")
-    assert "speed-up" in result.stdout
     common = [f"--model_dir={model_dir}"]
     predict_in = tmp_path / "in.tsv"
     predict_in.write_text("text_a\ttext_b\tlabel\nw2 w4\tw1 w3\ta_more_positive\n"
                           "w1\tw2 w4 w6\tb_more_positive\n")
     out = tmp_path / "out.tsv"
-    run_cli(*common, "--mode=predict", f"--predict_file={predict_in}", f"--output_file={out}")
+    evaluated, _, _ = run_cli_batch(
+        [*TINY_RUN, *common, "--mode=evaluate"],
+        [*common, "--mode=predict", f"--predict_file={predict_in}", f"--output_file={out}"],
+        [*common, "--mode=export"])  # next free version
+    assert "speed-up" in evaluated.stdout
     lines = out.read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 3
     assert all(line.split("\t")[1] in ("a_more_positive", "b_more_positive")
                for line in lines[1:])
-    run_cli(*common, "--mode=export")  # next free version
     assert os.path.isdir(os.path.join(model_dir, "export", "2"))
     before = snapshot(os.path.join(model_dir, "export"))
-    for bad, says in ((["--export_version=1"], "already exists"),
-                      (["--export_formats=onnx,tflite"], "unknown format 'tflite'")):
-        refused = run_cli(*common, "--mode=export", *bad, check=False)
+    bad = ((["--export_version=1"], "already exists"),
+           (["--export_formats=onnx,tflite"], "unknown format 'tflite'"))
+    *refusals, exported = run_cli_batch(
+        *([*common, "--mode=export", *flags] for flags, _ in bad),
+        [*common, "--mode=export", "--export_formats=litert,litert_int8,litert_full_int8,hf"],
+        check=False)
+    for (_, says), refused in zip(bad, refusals):
         assert refused.returncode == 2 and says in refused.stderr, refused.stderr[-2000:]
         assert len([line for line in refused.stderr.splitlines()
                     if line.startswith("error: ")]) == 1
-    assert snapshot(os.path.join(model_dir, "export")) == before
-    run_cli(*common, "--mode=export", "--export_formats=litert,litert_int8,litert_full_int8,hf")
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    # The refusals wrote nothing and changed nothing: what is new is the last export's.
+    after = snapshot(os.path.join(model_dir, "export"))
+    assert {name: after.get(name) for name in before} == before
+    formats = ("litert", "litert_int8", "litert_full_int8", "hf")
     # One version for all four: the first free in each (the pipeline wrote litert_int8/1).
-    for name in ("litert", "litert_int8", "litert_full_int8", "hf"):
-        assert sorted(os.listdir(os.path.join(model_dir, "export", name)))[-1] == "2"
+    assert ({tuple(name.split(os.sep)[:2]) for name in set(after) - set(before)}
+            == {(name, "2") for name in formats})
     assert not os.path.exists(os.path.join(model_dir, "export", "litert", "1"))
 
 
@@ -220,8 +256,9 @@ def test_another_run_in_a_used_folder_is_refused_and_changes_nothing(sid_run, tm
                                              "--schedule=kd"],
               "another teacher": [*TINY_RUN, "--tiny_layers=2"],
               "another student": [*TINY_RUN, "--student_layers=1"]}
-    for name, flags in others.items():
-        result = run_cli(*flags, f"--model_dir={model_dir}", check=False)
+    results = run_cli_batch(*([*flags, f"--model_dir={model_dir}"]
+                              for flags in others.values()), check=False)
+    for name, result in zip(others, results):
         assert result.returncode == 2, (name, result.stdout, result.stderr)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1, (name, result.stderr)

@@ -64,3 +64,19 @@ def test_the_export_version_is_recorded_once_and_found_again(tmp_path):
     other = dataclasses.replace(context.config, train=dataclasses.replace(
         context.config.train, export_version=4))
     assert distillation.recorded_export(dataclasses.replace(context, config=other)) is None
+
+
+def test_a_setting_added_after_the_record_counts_as_its_default_there(tmp_path, capsys):
+    """A folder distilled before --augment_labels existed is still finished; asking for
+    source labels now distils again."""
+    context = context_for(tmp_path)
+    older = distillation.settings(context.config)
+    del older["data.augment_labels"]
+    with open(context.path(distillation.RECORD), "w") as handle:
+        json.dump({"settings": older, "fit": {"stages": [1]}}, handle)
+    os.makedirs(context.path("student"))
+    assert distillation.finished(context)["fit"] == {"stages": [1]}
+    source = dataclasses.replace(context.config, data=dataclasses.replace(
+        context.config.data, augment=2, augment_labels="source"))
+    assert distillation.finished(dataclasses.replace(context, config=source)) is None
+    assert "--augment, --augment_labels changed" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_end_to_end import REPO, run_cli, tags
+from test_end_to_end import REPO, run_cli, run_cli_batch, tags
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import make_example_data  # noqa: E402
@@ -105,13 +105,17 @@ def test_a_finished_run_is_used_with_its_folder_alone(example, tmp_path):
     full, alone = tmp_path / "full.csv", tmp_path / "alone.csv"
     predict = ["--mode=predict", f"--model_dir={model_dir}",
                f"--predict_file={folder}/new.jsonl"]
-    run_cli(*own, *TINY_MODEL, *predict, f"--output_file={full}")
-    run_cli(*predict, f"--output_file={alone}")
-    assert alone.read_text() == full.read_text() and len(full.read_text().splitlines()) == 6
-    run_cli(*predict, f"--output_file={alone}", "--text_fields=review", "--teacher=tiny")
     before = sorted(os.listdir(model_dir))
-    other = run_cli(*predict, f"--output_file={tmp_path / 'no.csv'}", "--label_field=stars",
-                    check=False)
+    *predicted, other = run_cli_batch(
+        [*own, *TINY_MODEL, *predict, f"--output_file={full}"],
+        [*predict, f"--output_file={alone}"],
+        [*predict, f"--output_file={tmp_path / 'repeated.csv'}", "--text_fields=review",
+         "--teacher=tiny"],
+        [*predict, f"--output_file={tmp_path / 'no.csv'}", "--label_field=stars"],
+        check=False)
+    assert [p.returncode for p in predicted] == [0, 0, 0], [p.stderr for p in predicted]
+    assert alone.read_text() == full.read_text() and len(full.read_text().splitlines()) == 6
+    assert (tmp_path / "repeated.csv").read_text() == full.read_text()
     assert other.returncode == 2 and "holds another run" in other.stderr
     assert '"label_field": "sentiment"' in other.stderr and '"label_field": "stars"' in other.stderr
     assert sorted(os.listdir(model_dir)) == before and not (tmp_path / "no.csv").exists()

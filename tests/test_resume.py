@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL mid-stage and rerun equals an uninterrupted run."""
+"""A run stopped mid-stage (SIGKILL, SIGTERM, a full disk) and rerun equals an
+uninterrupted run."""
 
 import json
 import os
@@ -129,10 +130,12 @@ SOURCES = ["synthetic"] + (["own_data", "own_data_added"]
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_sigkill_mid_sid_stage_then_rerun_equals_uninterrupted(tmp_path, source):
-    check_sigkill_then_rerun(tmp_path, source, "tensorflow",
-                             signals=(signal.SIGKILL, signal.SIGTERM), disk_full=True,
-                             kill_twice=True)
+def test_interrupted_four_ways_in_one_folder_then_rerun_equals_uninterrupted(tmp_path, source):
+    """One folder stopped by a full disk in stage 2's first epoch, then by SIGTERM and
+    by SIGKILL in its second (that epoch's logged means span three processes' batches),
+    then run to the end."""
+    check_sigkill_then_rerun(tmp_path, source, "tensorflow", interruptions=(
+        "disk_full", (signal.SIGTERM, 3, 2), (signal.SIGKILL, 3, 8)))
 
 
 def fill_the_disk_mid_stage_2(run, model_dir):
@@ -154,19 +157,19 @@ def fill_the_disk_mid_stage_2(run, model_dir):
 
 
 def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
-                             signals=(signal.SIGKILL,), disk_full=False, kill_twice=False):
-    """Kills a sid run on ``backend`` inside stage 2, reruns it, and compares it with an
-    uninterrupted run of the same flags (tests/test_resume_jax.py runs it on JAX).
+                             interruptions=((signal.SIGKILL, 2, 5),)):
+    """Stops a sid run on ``backend`` inside stage 2 once or more, one after another in
+    the same folder, reruns it to the end, and compares it with an uninterrupted run of
+    the same flags (tests/test_resume_jax.py runs it on JAX).
 
     Args:
         start: how the distillation runs start (one_process(backend) when None;
             two_workers for a multi-worker job); the teacher is fine-tuned in one process.
-        signals: each stops a run of its own (SIGTERM: preemption, a backup at the next
-            batch and exit 75), which is rerun and compared.
-        disk_full: also stop one by a full disk inside stage 2 (one process, TensorFlow),
-            then rerun and compare it.
-        kill_twice: SIGKILL the rerun too, later in the same epoch, before the last
-            rerun (the epoch's logged means then span three processes' batches).
+        interruptions: in order, each stopping one process: (signal, epoch, batch) sends
+            the signal once a backup inside that 0-based epoch past that batch exists
+            (SIGTERM: preemption, a backup at the next batch and exit 75); "disk_full"
+            (first only: one process, TensorFlow) fills the disk at a backup in stage 2's
+            first epoch.  Epochs 2 and 3 are stage 2.
     """
     start = start or one_process(backend)
     run = run_flags(source, str(tmp_path / "data"), backend)
@@ -181,45 +184,48 @@ def check_sigkill_then_rerun(tmp_path, source, backend, start=None,
     with open(os.path.join(straight, "results.json")) as handle:
         expected = json.load(handle)
     want = student_weights(straight)
-    for how in [*signals, "disk_full"][: len(signals) + disk_full]:
-        name = getattr(how, "name", how)
-        resumed = str(tmp_path / f"resumed_{name}")
-        shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(resumed, "teacher"))
-        if how == "disk_full":
+
+    resumed = str(tmp_path / "resumed")
+    shutil.copytree(os.path.join(teacher_dir, "teacher"), os.path.join(resumed, "teacher"))
+    last_epoch = 2  # 0-based epoch of the latest backup
+    for k, interruption in enumerate(interruptions):
+        if interruption == "disk_full":
             output = fill_the_disk_mid_stage_2(run, resumed)
         else:
-            # Epoch 3 (0-based 2) is the first of stage 2's two epochs.
-            output = kill_mid_epoch(start, run, resumed, epoch=2, batch=5, how=how)
-            if kill_twice and how == signal.SIGKILL:
-                again = kill_mid_epoch(start, run, resumed, epoch=2, batch=11, how=how)
-                assert "Resuming distill from its backup at epoch 3, batch " in again
-        assert f"Stage 2/{stages}: sid 2/{stages}" in output
+            how, last_epoch, batch = interruption
+            output = kill_mid_epoch(start, run, resumed, epoch=last_epoch, batch=batch,
+                                    how=how)
+            if how != signal.SIGKILL:
+                assert f"stopped: {how.name} received" in output
+                assert "run the same command again to resume" in output
+        if k == 0:
+            assert f"Stage 2/{stages}: sid 2/{stages}" in output
+        else:
+            assert "Resuming distill from its backup at epoch " in output
         assert f"Stage 2/{stages} ends" not in output
-        if how not in (signal.SIGKILL, "disk_full"):
-            assert f"stopped: {how.name} received" in output
-            assert "run the same command again to resume" in output
         # The backup left is inside stage 2: stage 1 has ended, stage 2 has not.
         assert [s["stage"] for s in read_backup(resumed)["run_state"]["stages"]] == [1]
-        second = run_to_end(start, run, resumed)
-        line = next(l for l in second.splitlines() if l.startswith("Resuming distill"))
-        assert line.startswith("Resuming distill from its backup at epoch 3, batch ")
-        assert int(line.rsplit(" ", 1)[1].rstrip(".")) > 5  # mid-epoch, not at its start
-        assert not os.path.exists(os.path.join(resumed, "backup", "distill"))
+    second = run_to_end(start, run, resumed)
+    line = next(l for l in second.splitlines() if l.startswith("Resuming distill"))
+    assert line.startswith(f"Resuming distill from its backup at epoch {last_epoch + 1}, "
+                           "batch ")
+    last_batch = ([i[2] for i in interruptions if i != "disk_full"] or [0])[-1]
+    assert int(line.rsplit(" ", 1)[1].rstrip(".")) > last_batch  # mid-epoch
+    assert not os.path.exists(os.path.join(resumed, "backup", "distill"))
 
-        with open(os.path.join(resumed, "results.json")) as handle:
-            got = json.load(handle)
-        assert got["stages"] == expected["stages"]
-        assert [s["stage"] for s in got["stages"]] == list(range(1, stages + 1))
-        assert got["dev_history"] == expected["dev_history"]
-        # Every epoch's training means, the interrupted one counted whole
-        # (callbacks.ResumedEpochMeans).
-        assert got["history"].keys() == expected["history"].keys()
-        for metric, values in expected["history"].items():
-            np.testing.assert_allclose(got["history"][metric], values, atol=1e-6,
-                                       err_msg=f"{name}: history {metric}")
-        assert got["student"]["dev"] == expected["student"]["dev"]
-        have = student_weights(resumed)
-        assert want.keys() == have.keys()
-        for name in want:
-            np.testing.assert_allclose(have[name], want[name], atol=1e-6,
-                                       err_msg=f"{getattr(how, 'name', how)}: {name}")
+    with open(os.path.join(resumed, "results.json")) as handle:
+        got = json.load(handle)
+    assert got["stages"] == expected["stages"]
+    assert [s["stage"] for s in got["stages"]] == list(range(1, stages + 1))
+    assert got["dev_history"] == expected["dev_history"]
+    # Every epoch's training means, the interrupted ones counted whole
+    # (callbacks.ResumedEpochMeans).
+    assert got["history"].keys() == expected["history"].keys()
+    for metric, values in expected["history"].items():
+        np.testing.assert_allclose(got["history"][metric], values, atol=1e-6,
+                                   err_msg=f"history {metric}")
+    assert got["student"]["dev"] == expected["student"]["dev"]
+    have = student_weights(resumed)
+    assert want.keys() == have.keys()
+    for name in want:
+        np.testing.assert_allclose(have[name], want[name], atol=1e-6, err_msg=name)

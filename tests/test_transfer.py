@@ -16,8 +16,8 @@ from kd_keras.data import features as features_module
 from kd_keras.data.examples import Example
 from kd_keras.data.features import concatenate, tokenize
 from kd_keras.errors import DataError
-from kd_keras.pipeline import inputs
-from test_end_to_end import REPO, run_cli
+from kd_keras.pipeline import inputs, transfer
+from test_end_to_end import REPO, run_cli, run_cli_batch
 
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import make_example_data  # noqa: E402
@@ -186,13 +186,42 @@ def test_a_run_distils_on_transfer_text_and_augmented_copies_written_once(tmp_pa
         added = json.load(handle)["added_text"]
     assert added["augment"] == 2 and added["augment_method"] == "embedding"
     assert added["transfer_file"] == os.path.abspath(f"{folder}/more.csv")
-    # The same command again reads the copies back (the teacher too).
-    again = run_cli(*flags)
+    # In one process (TensorFlow imported once): the same command again reads the copies
+    # back (the teacher too); another method in the same folder would mix copies of two
+    # methods: refused; finetune on the same copies, each with its example's label, reads
+    # them back from the shared cache.
+    labelled_dir = str(tmp_path / "finetune")
+    again, other, labelled = run_cli_batch(
+        flags, [*flags, "--augment_method=delete_swap"],
+        [*flags[:-4], "--augment=2", "--augment_labels=source", "--schedule=finetune",
+         f"--teacher={model_dir}/teacher", "--teacher_finetuned",
+         f"--cache_dir={model_dir}/cache", f"--model_dir={labelled_dir}"], check=False)
+    assert again.returncode == 0, again.stderr
     assert "Reusing 2 augmented copies" in again.stdout and "Augmenting" not in again.stdout
-    # Another method in the same folder would mix copies of two methods: refused.
-    other = run_cli(*flags, "--augment_method=delete_swap", check=False)
     assert other.returncode == 2 and "holds another run" in other.stderr
     assert '"augment_method": "embedding"' in other.stderr.replace("\\", "")
+    assert labelled.returncode == 0, labelled.stderr
+    assert "Reusing 2 augmented copies" in labelled.stdout
+    with open(os.path.join(labelled_dir, "results.json")) as handle:
+        results = json.load(handle)
+    assert (results["unlabelled_examples"], results["labelled_copies"]) == (0, 2 * 96)
+    with open(os.path.join(labelled_dir, "run_identity.json")) as handle:
+        assert json.load(handle)["added_text"]["augment_labels"] == "source"
+
+
+def test_copies_with_source_labels_carry_their_examples_label_into_the_gold_term(tokenizer):
+    examples = [Example("w1 w2 w3", None, 1), Example("w4 w5 w6", None, 0)]
+    copies = augment.augment(examples, 3, "delete_swap", seed=0)
+    assert [copy.label for copy in copies] == [None] * 6
+    labelled = transfer.with_source_labels(copies, examples)
+    assert [copy.label for copy in labelled] == [1, 1, 1, 0, 0, 0]
+    assert [copy.text_a for copy in labelled] == [copy.text_a for copy in copies]
+    parts = [tokenize(copies, tokenizer, 16), tokenize(labelled, tokenizer, 16)]
+    np.testing.assert_array_equal(parts[0].label_weights, np.zeros(6))
+    assert parts[1].label_weights is None  # every example has a label: weight 1
+    np.testing.assert_array_equal(parts[1].labels, [1, 1, 1, 0, 0, 0])
+    assert transfer.counts(parts) == {"unlabelled_examples": 6, "labelled_copies": 6}
+    assert transfer.counts(parts[:1]) == {"unlabelled_examples": 6}
 
 
 def test_the_runs_own_task_as_transfer_text_is_what_lies_beyond_its_labels(tmp_path):

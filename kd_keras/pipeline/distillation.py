@@ -75,9 +75,10 @@ def finished(context: RunContext) -> Optional[Dict]:
     if not os.path.exists(path):
         return None
     record = files.read_record(path, _record)
-    now = settings(context.config)
+    now, defaults = settings(context.config), settings(RunConfig())
+    # A setting added after the record was written counts as its default there.
     changed = sorted(name for name in set(now) | set(record["settings"])
-                     if now.get(name) != record["settings"].get(name))
+                     if now.get(name) != record["settings"].get(name, defaults.get(name)))
     if changed:
         flags = ", ".join(f"--{name.split('.')[-1]}" for name in changed)
         print(f"Distilling again: {flags} changed since the student in "
@@ -109,7 +110,7 @@ def note_export(context: RunContext, version: int) -> None:
 
 
 def distill(context: RunContext, task: TaskData, teacher: EncoderClassifier,
-            unlabelled: Sequence[Features] = ()) -> Tuple[EncoderClassifier, Dict]:
+            added: Sequence[Features] = ()) -> Tuple[EncoderClassifier, Dict]:
     """Distils the teacher into a new student and saves the best one (by dev metric, over
     the epochs that train the classifier) to model_dir/student; a distillation this
     folder records as finished with the same settings is not run again (its student and
@@ -117,8 +118,8 @@ def distill(context: RunContext, task: TaskData, teacher: EncoderClassifier,
 
     Args:
         context, task, teacher: the run, its data, the fine-tuned teacher.
-        unlabelled: text without labels to distil on beside task.train (transfer text,
-            augmented copies; pipeline.transfer); joined to it on disk, not in memory.
+        added: text to distil on beside task.train (transfer text and augmented copies:
+            pipeline.transfer); joined to it on disk, not in memory.
 
     Returns:
         (the best student, {"history", "stages", "best_epoch", "dev_history"}).
@@ -156,8 +157,7 @@ def distill(context: RunContext, task: TaskData, teacher: EncoderClassifier,
         example = {name: values[None] for name, values in task.dev.row(0).items()}
         extras.append(tensorboard_logs.TensorBoardExtras(context.path("logs", "distill"),
                                                          hparams, example))
-    train = (concatenate([task.train, *unlabelled], context.cache_dir) if unlabelled
-             else task.train)
+    train = concatenate([task.train, *added], context.cache_dir) if added else task.train
     logits = None
     if method.cache_teacher_logits and model.reads_teacher_logits:
         logits = logit_cache.teacher_logits(teacher, train, config.data.eval_batch_size,

@@ -91,10 +91,10 @@ def _run(context: context_lib.RunContext) -> int:
     if mode == "evaluate":
         student = serving.load_student(context, spec)
     else:
-        unlabelled = transfer.unlabelled_features(context, task_inputs, task, teacher_model)
-        if unlabelled:
-            results["unlabelled_examples"] = sum(len(part) for part in unlabelled)
-        student, fit_info = distillation.distill(context, task, teacher_model, unlabelled)
+        added = transfer.added_features(context, task_inputs, task, teacher_model)
+        if added:
+            results.update(transfer.counts(added))
+        student, fit_info = distillation.distill(context, task, teacher_model, added)
         results.update(stages=fit_info["stages"], best_epoch=fit_info["best_epoch"],
                        history=fit_info["history"], dev_history=fit_info["dev_history"])
         if mode == "distill":

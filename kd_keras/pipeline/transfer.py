@@ -6,11 +6,12 @@ cache folder, keyed by the training text, the method, the copies, the seed and (
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import sys
-from typing import List
+from typing import Dict, List, Sequence
 
 import keras
 import numpy as np
@@ -24,11 +25,12 @@ from kd_keras.pipeline.context import RunContext
 from kd_keras.pipeline.inputs import TaskData, TaskInputs
 
 
-def unlabelled_features(context: RunContext, task_inputs: TaskInputs, task: TaskData,
+def added_features(context: RunContext, task_inputs: TaskInputs, task: TaskData,
                         teacher: EncoderClassifier) -> List[Features]:
     """The transfer text and the augmented copies, tokenized (cached; the token ids
     memory-mapped), as parts to join to the training set; none when the run adds no
-    text.  Every example has label weight 0."""
+    text.  They carry no label (label weight 0), except copies made with
+    --augment_labels=source."""
     data = context.config.data
     spec, parts = task.spec, []
     if data.transfer_file or data.transfer_task:
@@ -43,10 +45,22 @@ def unlabelled_features(context: RunContext, task_inputs: TaskInputs, task: Task
     if data.augment:
         train, _ = task_inputs.examples("train")
         copies = augmented(context, train, teacher, task.tokenizer)
+        if data.augment_labels == "source":
+            copies = with_source_labels(copies, train)
         parts.append(tokenize(copies, task.tokenizer, data.max_seq_length,
                               cache_dir=context.cache_dir, cache_key="augmented",
                               regression=spec.is_regression))
     return parts
+
+
+def counts(parts: Sequence[Features]) -> Dict[str, int]:
+    """What results.json reports of the added text: unlabelled_examples, and
+    labelled_copies where --augment_labels=source gave copies a label."""
+    unlabelled = sum(0 if part.label_weights is None  # None: every example has a label
+                     else int(np.sum(part.label_weights == 0)) for part in parts)
+    labelled = sum(len(part) for part in parts) - unlabelled
+    return {"unlabelled_examples": unlabelled, **({"labelled_copies": labelled} if labelled
+                                                  else {})}
 
 
 def augmented(context: RunContext, examples: List[Example], teacher: EncoderClassifier,
@@ -88,6 +102,15 @@ def augmented(context: RunContext, examples: List[Example], teacher: EncoderClas
         # The last line checks the others: a damaged file is rebuilt, not read.
         handle.write(json.dumps({"sha256": _checksum(lines)}) + "\n")
     return found
+
+
+def with_source_labels(copies: Sequence[Example], examples: Sequence[Example]) -> List[Example]:
+    """The copies, each with the label of the training example it was made from
+    (--augment_labels=source); ``augment.augment`` writes an example's copies one after
+    another, so copy k comes from example k // (copies per example)."""
+    per_example = len(copies) // len(examples)
+    return [dataclasses.replace(copy, label=examples[k // per_example].label)
+            for k, copy in enumerate(copies)]
 
 
 def _checksum(lines: List[str]) -> str:
