@@ -21,7 +21,8 @@
 # (teacher included) and takes the rest of the training set as transfer text; the methods
 # "<method>_aug" (kd_aug, sid_aug, ...) add that transfer text, where there is some, and
 # AUGMENT (default 4) augmented copies of each training text (AUGMENT_METHOD, default
-# embedding), e.g. TASKS="mrpc-500 rte" METHODS="kd sid kd_aug sid_aug".
+# embedding), e.g. TASKS="mrpc-500 rte" METHODS="kd sid kd_aug sid_aug"; finetune_aug
+# adds only the copies, each with its example's label (--augment_labels=source).
 # A task's teacher is fine-tuned only when one of its runs is still missing from RECORD.
 #
 # Several copies may run at once on one OUT, to use cores that one training process
@@ -94,11 +95,18 @@ task_flags() {
 
 # What a method "<method>_aug" adds: the rest of a "<task>-<N>" training set as transfer
 # text, and augmented copies of the training texts.
+# finetune_aug learns from gold labels alone: no transfer text, and copies that carry
+# their training example's label.
 added_flags() {  # task, method
   [[ $2 == *_aug ]] || return 0
-  local transfer=""
-  [[ $1 =~ ^(.+)-([0-9]+)$ ]] && transfer="--transfer_task=${BASH_REMATCH[1]}"
-  echo "$transfer --augment=$AUGMENT --augment_method=$AUGMENT_METHOD"
+  local copies="--augment=$AUGMENT --augment_method=$AUGMENT_METHOD"
+  if [[ $2 == finetune_aug ]]; then
+    echo "$copies --augment_labels=source"
+  elif [[ $1 =~ ^(.+)-([0-9]+)$ ]]; then
+    echo "--transfer_task=${BASH_REMATCH[1]} $copies"
+  else
+    echo "$copies"
+  fi
 }
 
 KEPT_FILES="results.json dev_predictions.npz teacher/kd_keras_task.json"

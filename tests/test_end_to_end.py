@@ -27,12 +27,12 @@ def run_cli(*args, check=True, backend="tensorflow", tensorflow=True, xla_flags=
         check: raise with the process's output when it exits non-zero.
         tensorflow: False runs it with TensorFlow unimportable (tests/without_tensorflow.py),
             as on a machine with Keras and JAX only.
-        xla_flags: $XLA_FLAGS for the process (None: this process's).
+        xla_flags: added to this process's $XLA_FLAGS for the process.
     """
     launcher = ["-m"] if tensorflow else [os.path.join(REPO, "tests", "without_tensorflow.py")]
     env = dict(os.environ, KERAS_BACKEND=backend)
     if xla_flags is not None:
-        env["XLA_FLAGS"] = xla_flags
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {xla_flags}".strip()
     result = subprocess.run([sys.executable, *launcher, "kd_keras.main", *args], cwd=REPO,
                             capture_output=True, text=True, timeout=900, env=env)
     if check and result.returncode != 0:

@@ -8,11 +8,10 @@ import sys
 
 from test_end_to_end import REPO
 
-# The real reduced study runs two methods and sweeps one (a run takes most of a minute on
-# a slow CPU); every method's flags reach the script in test_two_copies_share_the_runs,
-# and pid runs end to end in test_end_to_end.py.
+# The real reduced study runs two methods (a run takes most of a minute on a slow CPU);
+# every method's flags reach the script in test_two_copies_share_the_runs, and pid runs
+# end to end in test_end_to_end.py.
 METHODS = "kd sid"
-SWEEP_METHODS = "kd"
 METHOD_ROWS = ("standard KD", "internal KD, sid |")
 
 
@@ -40,9 +39,8 @@ def reproduce_env(out, record, python=sys.executable, **extra):
 
 def reproduce(out, record):
     return subprocess.run(["bash", os.path.join(REPO, "scripts", "reproduce.sh")], cwd=REPO,
-                          env=reproduce_env(out, record, METHODS=METHODS,
-                                            SWEEP_METHODS=SWEEP_METHODS),
-                          capture_output=True, text=True, timeout=900)
+                          env=reproduce_env(out, record, METHODS=METHODS), capture_output=True,
+                          text=True, timeout=900)
 
 
 def test_reduced_study_runs_then_resumes_without_redoing_work(tmp_path):
@@ -56,7 +54,8 @@ def test_reduced_study_runs_then_resumes_without_redoing_work(tmp_path):
     assert "student depth sweep" in tables and "| 1 | " in tables
     assert (record / "student_depth.png").stat().st_size > 1000
     runs = sorted(p.name for p in (out / "synthetic").iterdir())
-    assert runs == sorted(["cache", "teacher", "kd_L2_s0", "sid_L2_s0", "kd_L1_s0"])
+    assert runs == sorted(["cache", "teacher", "kd_L2_s0", "sid_L2_s0", "kd_L1_s0",
+                           "sid_L1_s0"])
     # Every method had the same budget of epochs: 2 stages x 1 + 1 classifier epoch.
     logs = {}
     for run in (r for r in runs if r not in ("teacher", "cache")):
@@ -76,7 +75,8 @@ def test_reduced_study_runs_then_resumes_without_redoing_work(tmp_path):
     assert "dev_history" in (record / "synthetic" / "teacher" / "teacher" /
                              "kd_keras_task.json").read_text()
 
-    # Interrupted work: one run is missing from the record; a rerun redoes only that one.
+    # Interrupted work: one run is missing from the record; a rerun redoes only that one
+    # (the cheapest: one layer, one stage).
     os.remove(record / "synthetic" / "kd_L1_s0" / "results.json")
     second = reproduce(out, record)
     assert second.returncode == 0, second.stdout + second.stderr
