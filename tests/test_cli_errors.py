@@ -1,9 +1,6 @@
 """Every bad input a user can give: one 'error:' line, exit code 2, no files left behind."""
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -11,7 +8,7 @@ from conftest import TINY, tiny_teacher, write_bpe_tokenizer
 from kd_keras import encoders, models, tokenization
 from kd_keras.data.synthetic import synthetic_vocab
 from kd_keras.data.vocab import write_vocab
-from test_end_to_end import REPO, TINY_RUN, run_cli
+from test_end_to_end import TINY_RUN, run_cli, run_cli_batch
 
 MRPC_HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
 MRPC_ROWS = "".join(f"{i % 2}\t{i}\t{i + 100}\tw{i} w2 w4\tw{i + 1} w3\n" for i in range(12))
@@ -117,26 +114,23 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def results(folders, tmp_path_factory):
-    """Every case run once, all in one process (tests/cli_batch.py: TensorFlow imported
-    once), each with a model_dir of its own that does not exist yet."""
+    """Every case run once, all in one process (run_cli_batch: TensorFlow imported once),
+    each with a model_dir of its own that does not exist yet."""
     root = tmp_path_factory.mktemp("cases")
     runs = {case: [*make_flags(folders), f"--model_dir={root / str(k) / 'run'}"]
             for k, (case, (make_flags, _)) in enumerate(CASES.items())}
-    cases, found = root / "cases.json", root / "results.json"
-    cases.write_text(json.dumps(list(runs.values())))
-    subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_batch.py"), str(cases),
-                    str(found)], cwd=REPO, check=True, timeout=900, capture_output=True)
-    return {case: (result, root / str(k) / "run") for k, (case, result)
-            in enumerate(zip(runs, json.loads(found.read_text())))}
+    found = run_cli_batch(*runs.values(), check=False)
+    return {case: (result, root / str(k) / "run")
+            for k, (case, result) in enumerate(zip(runs, found))}
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, results):
     _, message = CASES[case]
     result, model_dir = results[case]
-    assert result["returncode"] == 2, result["stdout"] + result["stderr"]
-    errors = [line for line in result["stderr"].splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message in errors[0], result["stderr"]
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
     assert not model_dir.exists()
 
 

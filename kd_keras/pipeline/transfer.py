@@ -26,7 +26,7 @@ from kd_keras.pipeline.inputs import TaskData, TaskInputs
 
 
 def added_features(context: RunContext, task_inputs: TaskInputs, task: TaskData,
-                        teacher: EncoderClassifier) -> List[Features]:
+                   teacher: EncoderClassifier) -> List[Features]:
     """The transfer text and the augmented copies, tokenized (cached; the token ids
     memory-mapped), as parts to join to the training set; none when the run adds no
     text.  They carry no label (label weight 0), except copies made with
