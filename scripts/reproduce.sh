@@ -15,6 +15,7 @@
 # are copied and what the tables are made from; default OUT; the project's own study
 # keeps them in study/, which is committed, so a lost OUT loses no finished run),
 # PRECISION (--mixed_precision, default mixed_bfloat16), PYTHON (default python),
+# TEACHER_FLAGS (the teachers' fine-tuning flags instead of each task's recipe below),
 # TASKS, SEEDS, METHODS, SWEEP_LAYERS, SWEEP_METHODS override the lists below
 # (SWEEP_LAYERS="" skips the depth sweep, which only runs when its task is among TASKS).
 # Text without labels (issue #30): a task "<task>-<N>" keeps N labelled training examples
@@ -63,6 +64,7 @@ else
           --mixed_precision="$PRECISION")
   # Teacher recipes, warmup 10%, best dev epoch kept (see RESULTS.md).
   teacher_flags() {
+    if [[ -n ${TEACHER_FLAGS:-} ]]; then echo "$TEACHER_FLAGS"; return; fi
     case $1 in
       rte) echo "--teacher_epochs=8 --teacher_learning_rate=5e-5" ;;
       qqp) echo "--teacher_epochs=3 --teacher_learning_rate=1e-4" ;;

@@ -27,15 +27,21 @@ from kd_keras.tasks import get_task  # noqa: E402
 
 METHOD_NAMES = {"finetune": "student fine-tuned alone", "kd": "standard KD",
                 "all": "internal KD, all layers at once", "pid": "internal KD, pid",
-                "sid": "internal KD, sid", "sid_kd": "internal KD, sid + soft labels every stage"}
-# "<method>_aug": the method with the task's text without labels (scripts/reproduce.sh).
+                "sid": "internal KD, sid", "sid_kd": "internal KD, sid + soft labels every stage",
+                "sid_mse": "internal KD, sid + hidden-state MSE",
+                "sid_long": "internal KD, sid + a classifier stage twice as long"}
+# "<method>_aug": the method with the task's text without labels (scripts/reproduce.sh);
+# finetune learns from labels alone, so its copies carry their example's label.
 METHOD_NAMES.update({f"{method}_aug": f"{name} + added text"
                      for method, name in list(METHOD_NAMES.items()) if method != "finetune"})
+METHOD_NAMES["finetune_aug"] = "student fine-tuned alone + labelled copies"
 
 
 def task_spec(folder_name: str):
     """The task of a study folder: "mrpc", or "mrpc-500" (MRPC with 500 labels)."""
     return get_task(re.sub(r"-\d+$", "", folder_name))
+
+
 RUN_NAME = re.compile(r"^(?P<method>[a-z_]+)_L(?P<layers>\d+)_s(?P<seed>\d+)$")
 
 
@@ -45,6 +51,10 @@ def load_runs(task_dir: str) -> List[Dict]:
         match = RUN_NAME.match(os.path.basename(folder))
         results = os.path.join(folder, "results.json")
         if not match or not os.path.exists(results):
+            continue
+        if match["method"] not in METHOD_NAMES:  # a table row needs a name
+            print(f"{folder}: method '{match['method']}' has no name in METHOD_NAMES; left "
+                  "out of the tables.", file=sys.stderr)
             continue
         with open(results) as handle:
             report = json.load(handle)

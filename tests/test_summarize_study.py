@@ -107,3 +107,15 @@ def test_task_table_shows_mnli_mismatched_beside_matched():
     assert rows["teacher (6 layers)"][1:3] == ["100.0", "100.0"]
     assert rows["standard KD"][1:3] == ["100.0", "80.0"]  # 4 of 20 wrong
     assert rows["internal KD, sid"][1:3] == ["100.0", "90.0"]
+
+
+def test_load_runs_keeps_named_methods_and_says_which_it_leaves_out(tmp_path, capsys):
+    for name in ("finetune_aug_L3_s0", "sid_long_L3_s1", "mystery_L3_s0"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "results.json").write_text("{}")
+        np.savez(folder / "dev_predictions.npz", student_logits=one_hot_logits([0, 1]))
+    runs = summarize_study.load_runs(str(tmp_path))
+    assert sorted((r["method"], r["seed"]) for r in runs) == [("finetune_aug", 0),
+                                                              ("sid_long", 1)]
+    assert "mystery_L3_s0: method 'mystery'" in capsys.readouterr().err
