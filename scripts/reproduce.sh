@@ -24,6 +24,9 @@
 # AUGMENT (default 4) augmented copies of each training text (AUGMENT_METHOD, default
 # embedding), e.g. TASKS="mrpc-500 rte" METHODS="kd sid kd_aug sid_aug"; finetune_aug
 # adds only the copies, each with its example's label (--augment_labels=source).
+# Recipe variants (issue #30): sid_kd (soft labels in every stage), sid_mse (hidden-state
+# MSE beside attention KL and [CLS] cosine), sid_long (a classifier stage twice as long:
+# the one method given more epochs); each takes "_aug" too.
 # A task's teacher is fine-tuned only when one of its runs is still missing from RECORD.
 #
 # Several copies may run at once on one OUT, to use cores that one training process
@@ -64,7 +67,6 @@ else
           --mixed_precision="$PRECISION")
   # Teacher recipes, warmup 10%, best dev epoch kept (see RESULTS.md).
   teacher_flags() {
-    if [[ -n ${TEACHER_FLAGS:-} ]]; then echo "$TEACHER_FLAGS"; return; fi
     case $1 in
       rte) echo "--teacher_epochs=8 --teacher_learning_rate=5e-5" ;;
       qqp) echo "--teacher_epochs=3 --teacher_learning_rate=1e-4" ;;
@@ -82,6 +84,8 @@ method_flags() {  # method, student layers
     finetune|kd|all) echo "--schedule=$1 --epochs=$total" ;;
     pid|sid) echo "--schedule=$1 --epochs_per_stage=$STAGE_EPOCHS --epochs=$CLASSIFIER_EPOCHS" ;;
     sid_kd) echo "--schedule=sid --kd_every_stage --epochs_per_stage=$STAGE_EPOCHS --epochs=$CLASSIFIER_EPOCHS" ;;
+    sid_mse) echo "--schedule=sid --internal_losses=attention_kl,cls_cosine,hidden_mse --epochs_per_stage=$STAGE_EPOCHS --epochs=$CLASSIFIER_EPOCHS" ;;
+    sid_long) echo "--schedule=sid --epochs_per_stage=$STAGE_EPOCHS --epochs=$(( 2 * CLASSIFIER_EPOCHS ))" ;;
     *) echo "unknown method $1" >&2; return 1 ;;
   esac
 }
@@ -155,7 +159,7 @@ teacher() {  # task: fine-tuned once into OUT, when a run of the task still need
   lock "$OUT/$1/teacher" wait
   # shellcheck disable=SC2046
   [[ -f $marker ]] || run "$OUT/$1/teacher" $(task_flags "$1") --mode=train_teacher \
-    --cache_dir="$OUT/$1/cache" $(teacher_flags "${1%-*}")
+    --cache_dir="$OUT/$1/cache" ${TEACHER_FLAGS:-$(teacher_flags "${1%-*}")}
   unlock
 }
 

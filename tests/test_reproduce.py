@@ -123,3 +123,27 @@ def test_two_copies_share_the_runs(tmp_path):
     assert "busy: " in outputs[0] + outputs[1]
     for run in expected[1:]:
         assert (tmp_path / "record" / "synthetic" / run / "results.json").exists(), run
+
+
+def test_recipe_variants_and_teacher_flags_reach_the_runs(tmp_path):
+    """What the variants of issue #30 and TEACHER_FLAGS pass to each run (fake python)."""
+    fake = tmp_path / "fake_python"
+    fake.write_text(FAKE_PYTHON.replace('echo "$dir" >> "$CALLS"', 'echo "$*" >> "$CALLS"')
+                    .replace("sleep 1", ""))
+    fake.chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    env = reproduce_env(tmp_path / "out", tmp_path / "record", python=str(fake),
+                        CALLS=str(calls), METHODS="sid_mse sid_long_aug finetune_aug",
+                        SWEEP_LAYERS="", TEACHER_FLAGS="--teacher_epochs=7")
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "reproduce.sh")], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = {line.split("--model_dir=")[1].rsplit("/", 1)[1]: line.split()
+            for line in calls.read_text().splitlines()}
+    assert "--teacher_epochs=7" in runs["teacher"]
+    assert not any(a.startswith("--teacher_learning_rate") for a in runs["teacher"])
+    assert "--internal_losses=attention_kl,cls_cosine,hidden_mse" in runs["sid_mse_L2_s0"]
+    # sid_long: the classifier stage twice as long (1 -> 2 epochs), copies without labels.
+    assert {"--schedule=sid", "--epochs=2", "--augment=4"} <= set(runs["sid_long_aug_L2_s0"])
+    assert "--augment_labels=source" not in runs["sid_long_aug_L2_s0"]
+    assert {"--schedule=finetune", "--augment_labels=source"} <= set(runs["finetune_aug_L2_s0"])
