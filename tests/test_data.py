@@ -149,7 +149,7 @@ def test_tokenizing_in_chunks_gives_the_tokenizers_own_ids(tokenizer, monkeypatc
                 for i in range(5)]
     features = tokenize(examples, tokenizer, 8)
     encoded = tokenizer([e.text_a for e in examples], [e.text_b for e in examples],
-                        truncation=True, max_length=8, return_token_type_ids=True)
+                        max_length=8)
     assert list(features.lengths) == [len(ids) for ids in encoded["input_ids"]]
     assert max(features.lengths) == 8
     for row in range(5):

@@ -1,6 +1,7 @@
 """Tokenizers by family: byte-level BPE for RoBERTa, WordPiece for the others, and an
 export that keeps to the ids signature where the in-graph tokenizer cannot follow."""
 
+import json
 import os
 
 import numpy as np
@@ -20,8 +21,7 @@ def roberta_folder(tmp_path_factory):
 def test_roberta_folders_get_byte_level_bpe_with_roberta_pairs(roberta_folder):
     tokenizer = tokenization.load_tokenizer(roberta_folder, roberta_folder)
     assert not tokenization.is_wordpiece(tokenizer)
-    encoded = tokenizer(["the cat"], ["a dog"], truncation=True, max_length=16,
-                        return_token_type_ids=True)
+    encoded = tokenizer(["the cat"], ["a dog"], max_length=16)
     tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
     assert tokens == ["<s>", "the", "Ġcat", "</s>", "</s>", "a", "Ġdog", "</s>"]
     assert encoded["token_type_ids"][0] == [0] * 8
@@ -72,3 +72,102 @@ def test_a_text_signature_is_refused_for_a_bpe_student_and_off_leaves_ids_only(
                                                text_signature=choice),
                              str(tmp_path / choice))["saved_model"]
         assert set(tf.saved_model.load(path).signatures) == signatures
+
+
+# Texts that exercise the normaliser (case, accents, control characters, CJK), special
+# tokens written in the text, unknown words, and pairs long enough to truncate.
+TRICKY = ["The CAT sat.", "héllo Wörld naïve café", "a\tb\u00a0c\u200bd", "猫 sat 上",
+          "[CLS] the [SEP] cat [MASK] [mask]", "<s> the </s> cat <mask>the <pad>",
+          "unknownword xyz!!", "", "the cat " * 20, "dogs' cats, (mats) – “quoted”"]
+
+
+def wordpiece_vocab(folder, cased, with_mask=True):
+    words = ["the", "cat", "sat", "on", "mat", "dog", "##s", "##at", "a", "b", "c", "d",
+             "hello", "world", "naive", "cafe", "!", ".", ",", "(", ")", "'", "猫", "上", "x",
+             "##y", "##z", "–", "“", "”", "quote", "##d"]
+    if cased:
+        words += ["The", "CAT", "Wörld", "héllo", "café"]
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + (["[MASK]"] if with_mask else [])
+    path = os.path.join(folder, "vocab.txt")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(specials + words) + "\n")
+    return path
+
+
+def same_ids(ours, theirs):
+    """Single texts and pairs, with and without truncation, as transformers gives them."""
+    for max_length in (None, 12):
+        kwargs = {} if max_length is None else dict(truncation=True, max_length=max_length)
+        expected = theirs(TRICKY, **kwargs)
+        got = ours(TRICKY, max_length=max_length)
+        for name in expected.keys():  # RoBERTa's has no token_type_ids
+            assert got[name] == expected[name], (name, max_length)
+        pairs = TRICKY[::-1]
+        expected = theirs(TRICKY, pairs, **kwargs)
+        got = ours(TRICKY, pairs, max_length=max_length)
+        for name in expected.keys():
+            assert got[name] == expected[name], (name, max_length, "pairs")
+    assert ours("The CAT")["input_ids"] == theirs("The CAT")["input_ids"]
+    assert len(ours) == len(theirs)
+    assert ours.pad_token_id == theirs.pad_token_id
+
+
+@pytest.mark.parametrize("source", ["vocab_uncased", "vocab_cased", "vocab_without_mask",
+                                    "tokenizer_json_told_to_lower_case", "bpe_json",
+                                    "bpe_vocab_merges"])
+def test_ids_are_transformers_ids(source, tmp_path):
+    """load_tokenizer gives the ids of transformers' fast tokenizers built from the same
+    files (transformers stays installed for hub downloads)."""
+    from transformers import BertTokenizerFast, RobertaTokenizerFast
+
+    folder = str(tmp_path)
+    if source.startswith("vocab"):
+        path = wordpiece_vocab(folder, cased=source == "vocab_cased",
+                               with_mask=source != "vocab_without_mask")
+        ours = tokenization.load_tokenizer(path, folder)
+        theirs = BertTokenizerFast(vocab_file=path,
+                                   do_lower_case=source != "vocab_cased")
+    elif source == "tokenizer_json_told_to_lower_case":
+        # A cased tokenizer.json beside a tokenizer_config.json that says lower-case.
+        BertTokenizerFast(vocab_file=wordpiece_vocab(folder, cased=True),
+                          do_lower_case=False).save_pretrained(folder)
+        with open(os.path.join(folder, "tokenizer_config.json"), "w") as handle:
+            json.dump({"do_lower_case": True}, handle)
+        os.remove(os.path.join(folder, "vocab.txt"))
+        ours = tokenization.load_tokenizer(folder, folder)
+        theirs = BertTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"),
+                                   do_lower_case=True)
+        assert ours.do_lower_case
+    else:
+        write_bpe_tokenizer(folder)
+        if source == "bpe_vocab_merges":
+            tokenization.load_tokenizer(folder, folder).backend_tokenizer.model.save(folder)
+            os.remove(os.path.join(folder, "tokenizer.json"))
+            theirs = RobertaTokenizerFast(vocab_file=os.path.join(folder, "vocab.json"),
+                                          merges_file=os.path.join(folder, "merges.txt"))
+        else:
+            theirs = RobertaTokenizerFast(tokenizer_file=os.path.join(folder, "tokenizer.json"))
+        ours = tokenization.load_tokenizer(folder, folder)
+    same_ids(ours, theirs)
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_a_saved_tokenizer_loads_in_transformers_with_the_same_ids(kind, tmp_path):
+    from transformers import AutoTokenizer
+
+    source = tmp_path / "source"
+    source.mkdir()
+    if kind == "wordpiece":
+        ours = tokenization.load_tokenizer(wordpiece_vocab(str(source), cased=True), "")
+    else:
+        ours = tokenization.load_tokenizer(write_bpe_tokenizer(str(source)), "")
+    saved = str(tmp_path / "saved")
+    ours.save_pretrained(saved)
+    theirs = AutoTokenizer.from_pretrained(saved)
+    assert type(theirs).__name__ == ("BertTokenizerFast" if kind == "wordpiece"
+                                     else "RobertaTokenizerFast")
+    same_ids(ours, theirs)
+    again = tokenization.load_tokenizer(saved, saved) if kind == "wordpiece" else None
+    if again is not None:
+        assert not again.do_lower_case
+        same_ids(again, theirs)

@@ -126,7 +126,7 @@ def test_a_transfer_file_is_streamed_into_the_cache_and_read_again_only_when_it_
     def by_hand():
         with open(path, newline="", encoding="utf-8") as handle:
             texts = [row["text"] for row in csv.DictReader(handle)]
-        return tokenizer(texts, truncation=True, max_length=16, return_token_type_ids=True)
+        return tokenizer(texts, max_length=16)
 
     streamed = taken_in()
     encoded = by_hand()

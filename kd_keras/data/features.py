@@ -116,8 +116,10 @@ def _digest(examples: Iterable[Example], tokenizer, max_seq_length: int, cache_k
     example (hashed one at a time, no copy of all the texts at once), or the source's
     own digest."""
     digest = hashlib.sha256(json.dumps(
-        [cache_key, max_seq_length, len(tokenizer), tokenizer.__class__.__name__,
-         source_digest]).encode())
+        [cache_key, max_seq_length, source_digest]).encode())
+    # The whole tokenizer (normaliser, vocabulary, special tokens): two tokenizers of one
+    # size that split text differently never share a cache.
+    digest.update(tokenizer.backend_tokenizer.to_str().encode())
     if source_digest is None:
         for example in examples:
             digest.update(json.dumps(dataclasses.astuple(example)).encode())
@@ -130,8 +132,7 @@ def _encode(examples: Sequence[Example], tokenizer, max_seq_length: int,
     texts_a = [e.text_a for e in examples]
     pair = examples[0].text_b is not None
     texts_b = [e.text_b or "" for e in examples] if pair else None
-    encoded = tokenizer(texts_a, texts_b, truncation=True, max_length=max_seq_length,
-                        return_attention_mask=True, return_token_type_ids=True)
+    encoded = tokenizer(texts_a, texts_b, max_length=max_seq_length)
     lengths = np.array([len(ids) for ids in encoded["input_ids"]], np.int32)
     flat = {name: np.fromiter(itertools.chain.from_iterable(encoded[name]), np.int32,
                               int(lengths.sum()))

@@ -116,7 +116,8 @@ def save(model: EncoderClassifier, folder: str, tokenizer=None,
     Args:
         model: the model.
         folder: the target; replaced if it exists.
-        tokenizer: a Hugging Face tokenizer, saved beside the weights, or None.
+        tokenizer: a tokenization.TextTokenizer (anything with save_pretrained), saved
+            beside the weights, or None.
         id2label: class names by index for config.json.
     """
     from safetensors.numpy import save_file

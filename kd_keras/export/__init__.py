@@ -47,7 +47,7 @@ class Exportable:
 
     Attributes:
         model: the student, an encoders.EncoderClassifier.
-        tokenizer: its Hugging Face fast tokenizer.
+        tokenizer: its tokenization.TextTokenizer.
         label_names: class names in logit order (("score",) for regression).
         max_seq_length: longest input, [CLS] and [SEP]s included.
         pair: the task takes two texts.
@@ -137,7 +137,7 @@ def _saved_model(student: Exportable, folder: str) -> None:
               "tokenizer is BPE, so the SavedModel has serving_default (token ids) only.")
     saved_model.save(folder, student.model, tokenization.vocab_tokens(student.tokenizer),
                      student.label_names, student.max_seq_length, student.pair,
-                     lower_case=bool(getattr(student.tokenizer, "do_lower_case", True)),
+                     lower_case=student.tokenizer.do_lower_case,
                      text_signature=wordpiece and student.text_signature != "off")
 
 

@@ -77,9 +77,10 @@ def augmented(context: RunContext, examples: List[Example], teacher: EncoderClas
         embeddings = keras.ops.convert_to_numpy(teacher.embeddings.word.embeddings)
         key.update(np.ascontiguousarray(embeddings).tobytes())
         key.update(tokenization.tokenizer_digest(tokenizer).encode())
+        if not tokenizer.do_lower_case:  # cased lookups (BPE's were lower-cased before)
+            key.update(b"cased")
         neighbours = augment.EmbeddingNeighbours(
-            tokenization.vocab_tokens(tokenizer), embeddings,
-            bool(getattr(tokenizer, "do_lower_case", True)))
+            tokenization.vocab_tokens(tokenizer), embeddings, tokenizer.do_lower_case)
     path = os.path.join(context.cache_dir, f"augmented_{key.hexdigest()[:20]}.jsonl")
     found = files.load_cache(path, read)
     if found is not None:
