@@ -1,12 +1,13 @@
 """GLUE TSV parsing, the synthetic task, tokenization and the tf.data pipeline."""
 
+import json
 import os
 import time
 
 import numpy as np
 import pytest
 
-from kd_keras import backends, net, tasks
+from kd_keras import backends, net, tasks, tokenization
 from kd_keras.data.batching import batches_per_epoch, epoch_batches, plan_batches
 from kd_keras.data.examples import Example, splits
 from kd_keras.errors import DataError
@@ -283,3 +284,19 @@ def test_numpy_batches_hold_the_tf_data_batches_padded_to_16_and_filled(syntheti
         if training:  # one shape per 16-token length bucket, whatever the batch's size
             buckets = {-(-int(n) // 16) * 16 for n in synthetic_features.lengths}
             assert shapes == {(7, width) for width in buckets}
+
+
+def test_tokenizers_of_one_size_never_share_a_cached_tokenization(tmp_path):
+    """The same vocabulary read cased and uncased: one cache folder, each its own ids."""
+    loaded = []
+    for lower_case in (True, False):
+        folder = tmp_path / f"lower_{lower_case}"
+        folder.mkdir()
+        (folder / "vocab.txt").write_text("\n".join([*SPECIAL_TOKENS, "the", "The"]) + "\n")
+        (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lower_case}))
+        loaded.append(tokenization.load_tokenizer(str(folder), str(folder)))
+    assert len(loaded[0]) == len(loaded[1])
+    ids = [list(tokenize([Example("The", None, 0)], tok, 8, cache_dir=str(tmp_path / "cache"),
+                         cache_key="same").flat["input_ids"]) for tok in loaded]
+    the, capital = len(SPECIAL_TOKENS), len(SPECIAL_TOKENS) + 1
+    assert ids[0][1] == the and ids[1][1] == capital
