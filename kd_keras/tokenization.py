@@ -122,14 +122,13 @@ class TextTokenizer:
         files.write_text(os.path.join(folder, "tokenizer.json"),
                          self.backend_tokenizer.to_str())
         self.backend_tokenizer.model.save(folder)
-        config = {"tokenizer_class": _TOKENIZER_CLASSES[self.kind],
-                  "model_max_length": 512, **{f"{role}_token": token for role, token
-                                              in self.special_tokens.items()}}
+        special = {f"{role}_token": token for role, token in self.special_tokens.items()}
+        config = {"tokenizer_class": _TOKENIZER_CLASSES[self.kind], "model_max_length": 512,
+                  **special}
         if self.kind == "wordpiece":
             config["do_lower_case"] = self.do_lower_case
         files.write_json(os.path.join(folder, "tokenizer_config.json"), config)
-        files.write_json(os.path.join(folder, "special_tokens_map.json"),
-                         {f"{role}_token": token for role, token in self.special_tokens.items()})
+        files.write_json(os.path.join(folder, "special_tokens_map.json"), special)
 
 
 def _model_type(folder: str) -> str:
@@ -186,11 +185,9 @@ def _bpe_tokenizer(folder: str) -> TextTokenizer:
         vocab, merges, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    ids = {token: backend.token_to_id(token) for token in (BPE_SPECIALS["sep"],
-                                                            BPE_SPECIALS["cls"])}
+    sep, cls = BPE_SPECIALS["sep"], BPE_SPECIALS["cls"]
     backend.post_processor = processors.RobertaProcessing(
-        (BPE_SPECIALS["sep"], ids[BPE_SPECIALS["sep"]]),
-        (BPE_SPECIALS["cls"], ids[BPE_SPECIALS["cls"]]), trim_offsets=True,
+        (sep, backend.token_to_id(sep)), (cls, backend.token_to_id(cls)), trim_offsets=True,
         add_prefix_space=False)
     return TextTokenizer(backend, "bpe", False)
 

@@ -16,7 +16,7 @@ from kd_keras.data.features import FEATURE_NAMES, tokenize
 from kd_keras.data.glue import load_tfds, tfds_label_map
 from kd_keras.data.sources import load_examples
 from kd_keras.data.synthetic import make_synthetic, synthetic_vocab
-from kd_keras.data.vocab import SPECIAL_TOKENS
+from kd_keras.data.vocab import SPECIAL_TOKENS, write_vocab
 
 
 def write(path, text, bom=False):
@@ -292,7 +292,7 @@ def test_tokenizers_of_one_size_never_share_a_cached_tokenization(tmp_path):
     for lower_case in (True, False):
         folder = tmp_path / f"lower_{lower_case}"
         folder.mkdir()
-        (folder / "vocab.txt").write_text("\n".join([*SPECIAL_TOKENS, "the", "The"]) + "\n")
+        write_vocab(str(folder / "vocab.txt"), [*SPECIAL_TOKENS, "the", "The"])
         (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lower_case}))
         loaded.append(tokenization.load_tokenizer(str(folder), str(folder)))
     assert len(loaded[0]) == len(loaded[1])

@@ -77,7 +77,7 @@ def augmented(context: RunContext, examples: List[Example], teacher: EncoderClas
         embeddings = keras.ops.convert_to_numpy(teacher.embeddings.word.embeddings)
         key.update(np.ascontiguousarray(embeddings).tobytes())
         key.update(tokenization.tokenizer_digest(tokenizer).encode())
-        if not tokenizer.do_lower_case:  # cased lookups (BPE's were lower-cased before)
+        if tokenizer.kind == "bpe":  # tokenizer_digest says lower-case; lookups are cased
             key.update(b"cased")
         neighbours = augment.EmbeddingNeighbours(
             tokenization.vocab_tokens(tokenizer), embeddings, tokenizer.do_lower_case)
