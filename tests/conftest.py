@@ -107,7 +107,8 @@ LONGEST_FIRST = ("test_fault_injection.py", "test_resume_jax.py",  # KD_KERAS_LO
                  "test_cli_errors.py", "test_backends.py", "test_transfer.py",
                  "test_jax_pipeline.py", "test_folder_lock.py", "test_presets.py",
                  "test_bench.py", "test_bench_jax.py", "test_export_formats.py",
-                 "test_encoders.py", "test_precision.py", "test_evaluate.py")
+                 "test_encoders.py", "test_precision.py", "test_evaluate.py",
+                 "test_attention_shift.py")
 
 
 def pytest_collection_modifyitems(items):
