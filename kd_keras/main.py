@@ -91,6 +91,13 @@ def config_from_flags() -> config_lib.RunConfig:
     return config_lib.validate(_on_a_finished_run(run))
 
 
+def _finished_run_record(run: config_lib.RunConfig):
+    """The config.json of the finished run this command uses (--mode=predict|evaluate|
+    export on a folder that holds one), or None."""
+    path = os.path.join(run.train.model_dir, "config.json")
+    return path if run.mode in USE_A_FINISHED_RUN and os.path.exists(path) else None
+
+
 def _on_a_finished_run(run: config_lib.RunConfig) -> config_lib.RunConfig:
     """--mode=predict|evaluate|export on a folder that holds a run: the data, models and
     method it recorded (config.json), with the flags given on this command line on top;
@@ -101,8 +108,8 @@ def _on_a_finished_run(run: config_lib.RunConfig) -> config_lib.RunConfig:
     from the record is refused by the folder's identity check (pipeline.modes), which
     names both values; one that repeats the record changes nothing.
     """
-    path = os.path.join(run.train.model_dir, "config.json")
-    if run.mode not in USE_A_FINISHED_RUN or not os.path.exists(path):
+    path = _finished_run_record(run)
+    if path is None:
         return run
     recorded = files.read_record(path, config_lib.from_json)
     given = {field.name for _, field in config_lib.flag_fields() if FLAGS[field.name].present}
@@ -139,7 +146,7 @@ def main(argv) -> None:
         _fail(error)
     written = kd_flags.read_preset(kd_flags.TINY_TEACHER_PRESET)
     applied = [f"--{name}={written[name]}" for name in _preset()]
-    if applied:
+    if applied and _finished_run_record(config) is None:  # else the run's own settings
         print(f"--teacher=tiny presets {' '.join(applied)} (kd_keras/presets/"
               "tiny_teacher.cfg; a flag you give wins).")
     model_dir = config.train.model_dir

@@ -115,6 +115,8 @@ def test_a_finished_run_is_used_with_its_folder_alone(example, tmp_path):
         check=False)
     assert [p.returncode for p in predicted] == [0, 0, 0], [p.stderr for p in predicted]
     assert alone.read_text() == full.read_text() and len(full.read_text().splitlines()) == 6
+    # The run's recorded settings apply, not the tiny teacher's training presets.
+    assert "presets" not in predicted[1].stdout, predicted[1].stdout
     assert (tmp_path / "repeated.csv").read_text() == full.read_text()
     assert other.returncode == 2 and "holds another run" in other.stderr
     assert '"label_field": "sentiment"' in other.stderr and '"label_field": "stars"' in other.stderr
