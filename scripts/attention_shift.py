@@ -8,8 +8,8 @@ Both models must have the same layers and heads.  KL(tuned || base) is the atten
 the study reports for a student against its teacher (losses.attention_kl: per query
 position and head, over the keys, averaged over valid positions and heads), here layer k
 of one model against layer k of the other, on the task's dev examples.  Issue #30 asks
-when internal distillation helps: a teacher whose attention stayed where its checkpoint's
-was gives a student cut from that checkpoint little to learn from matching it.
+when internal distillation helps: where a teacher's attention stayed where its
+checkpoint's was, matching it teaches a student pretrained attention, little of the task.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """scripts/attention_shift.py on tiny models: a model against itself has moved nowhere, and
-a change to one layer's attention shows from that layer up, never below it."""
+a change to one layer's attention shows in that layer and never below it."""
 
 import json
 import os
@@ -41,7 +41,7 @@ def test_a_changed_layer_moves_its_attention_and_not_the_layers_below(tmp_path, 
     assert json.loads(output.read_text())["attention_kl_by_layer"] == by_layer
 
 
-def test_models_of_other_shapes_are_refused(tokenizer):
+def test_models_of_other_shapes_are_refused():
     with pytest.raises(ValueError, match="3 layers .* against 2"):
         attention_shift.attention_shift(tiny_teacher(num_layers=3), tiny_teacher(num_layers=2),
                                         None, 8)
