@@ -22,12 +22,14 @@ from typing import Dict, List, Optional
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kd_keras import files, models  # noqa: E402
 from kd_keras.config import DataConfig, RunConfig, TrainConfig  # noqa: E402
+from kd_keras.data.features import Features  # noqa: E402
 from kd_keras.pipeline import context as context_lib  # noqa: E402
 from kd_keras.pipeline import evaluation, inputs  # noqa: E402
 
 
-def attention_shift(tuned, base, task: inputs.TaskData, batch_size: int) -> Dict[int, float]:
-    """Layer number (1-based) -> dev KL(tuned || base) of that layer's attention.
+def attention_shift(tuned, base, dev: Features, is_regression: bool, batch_size: int
+                    ) -> Dict[int, float]:
+    """Layer number (1-based) -> KL(tuned || base) of that layer's attention on ``dev``.
 
     Raises:
         ValueError: the models differ in layers or heads.
@@ -36,7 +38,8 @@ def attention_shift(tuned, base, task: inputs.TaskData, batch_size: int) -> Dict
         raise ValueError(f"the models differ: {tuned.num_layers} layers x {tuned.num_heads} "
                          f"heads against {base.num_layers} x {base.num_heads}.")
     pairs = [(layer, layer) for layer in range(1, tuned.num_layers + 1)]
-    per_pair = evaluation.attention_kl_per_layer(tuned, base, pairs, task, batch_size)
+    per_pair = evaluation.attention_kl_per_layer(tuned, base, pairs, dev, is_regression,
+                                                  batch_size)
     return {layer: per_pair[f"att_kl_s{layer}_t{layer}"] for layer, _ in pairs}
 
 
@@ -61,15 +64,15 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     context = context_lib.start(config)
     task_inputs = inputs.TaskInputs(config)
     tokenizer = models.load_tokenizer(args.tuned, args.cache_dir)
-    task = inputs.load_task_data(context, task_inputs, tokenizer)
-    num_labels = task.spec.num_labels
-    tuned = models.load_pretrained(args.tuned, num_labels, args.cache_dir)
-    base = models.load_pretrained(args.base, num_labels, args.cache_dir)
-    shift = attention_shift(tuned, base, task, args.batch_size)
+    dev, _ = inputs.load_split(context, task_inputs, tokenizer, "dev")
+    spec = task_inputs.spec
+    tuned = models.load_pretrained(args.tuned, spec.num_labels, args.cache_dir)
+    base = models.load_pretrained(args.base, spec.num_labels, args.cache_dir)
+    shift = attention_shift(tuned, base, dev, spec.is_regression, args.batch_size)
     for layer, value in shift.items():
         print(f"layer {layer}: KL(tuned || base) {value:.4f}")
     result = {"tuned": args.tuned, "base": args.base, "task": args.task,
-              "dev_examples": len(task.dev), "max_seq_length": args.max_seq_length,
+              "dev_examples": len(dev), "max_seq_length": args.max_seq_length,
               "attention_kl_by_layer": {str(layer): value for layer, value in shift.items()}}
     if args.output:
         files.write_json(args.output, result)

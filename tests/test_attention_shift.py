@@ -29,6 +29,8 @@ def test_a_changed_layer_moves_its_attention_and_not_the_layers_below(tmp_path, 
     same = attention_shift.main([f"--tuned={tmp_path / 'base'}", f"--base={tmp_path / 'base'}",
                                  *common])
     assert same["dev_examples"] > 0
+    # Only the dev split is read and tokenized: the cache holds one split's features.
+    assert len(list((tmp_path / "cache").glob("features_*"))) == 1
     assert all(value == pytest.approx(0.0, abs=1e-6)
                for value in same["attention_kl_by_layer"].values())
 
@@ -44,4 +46,4 @@ def test_a_changed_layer_moves_its_attention_and_not_the_layers_below(tmp_path, 
 def test_models_of_other_shapes_are_refused():
     with pytest.raises(ValueError, match="3 layers .* against 2"):
         attention_shift.attention_shift(tiny_teacher(num_layers=3), tiny_teacher(num_layers=2),
-                                        None, 8)
+                                        None, False, 8)

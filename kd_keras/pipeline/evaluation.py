@@ -10,21 +10,22 @@ import numpy as np
 from kd_keras import backends, distiller, models, schedules
 from kd_keras import metrics as glue_metrics
 from kd_keras.config import DistillConfig
+from kd_keras.data.features import Features
 from kd_keras.encoders import EncoderClassifier
 from kd_keras.pipeline import inference
 from kd_keras.pipeline.inputs import TaskData
 
 
-def attention_kl_per_layer(teacher, student, mapping, task: TaskData,
+def attention_kl_per_layer(teacher, student, mapping, dev: Features, is_regression: bool,
                            batch_size: int) -> Optional[Dict[str, float]]:
-    """Dev attention KL of every matched pair (None when head counts differ)."""
+    """Attention KL of every matched pair on ``dev`` (None when head counts differ)."""
     if teacher.num_heads != student.num_heads:
         return None
     method = DistillConfig(schedule="all", internal_losses=("attention_kl",))
     probe = distiller.Distiller(student, teacher, schedules.build(
-        method, mapping, task.spec.is_regression))
+        method, mapping, is_regression))
     probe.compile()
-    values = probe.evaluate(backends.make_dataset(task.dev, batch_size, training=False),
+    values = probe.evaluate(backends.make_dataset(dev, batch_size, training=False),
                             return_dict=True, verbose=0)
     return {name: float(values[name]) for name in sorted(values) if name.startswith("att_kl_")}
 
@@ -80,7 +81,8 @@ def evaluate(task: TaskData, teacher: EncoderClassifier, student: EncoderClassif
             saved[f"{split}_{name}_logits"] = logits
             saved[f"{split}_labels"] = features.labels
     report["majority_class"] = majority_class(task)
-    per_layer = attention_kl_per_layer(teacher, student, mapping, task, batch)
+    per_layer = attention_kl_per_layer(teacher, student, mapping, task.dev,
+                                       spec.is_regression, batch)
     report["student"]["attention_kl"] = per_layer
     report["student"]["attention_kl_mean"] = (None if per_layer is None
                                               else float(np.mean(list(per_layer.values()))))

@@ -171,20 +171,32 @@ def load_tokenizer(context: RunContext, inputs: TaskInputs):
         return models.load_tokenizer(vocab_path, context.cache_dir)
 
 
+def load_split(context: RunContext, inputs: TaskInputs, tokenizer, split: str
+               ) -> Tuple[Features, int]:
+    """One split of the task tokenized (cached in the cache folder), and how many
+    malformed rows it skipped (reported here): what a command that needs one split reads
+    instead of every split.
+
+    Raises:
+        DataError: as TaskInputs.examples.
+    """
+    spec = inputs.spec
+    examples, bad = inputs.examples(split)
+    if bad:
+        print(f"Skipped {bad} malformed row(s) in the {split} split of {spec.name}.")
+    source = spec.files if spec.files else context.config.data.data_dir
+    features = tokenize(examples, tokenizer, context.config.data.max_seq_length,
+                        cache_dir=context.cache_dir, cache_key=f"{spec.name}/{split}/{source}",
+                        regression=spec.is_regression)
+    return features, bad
+
+
 def load_task_data(context: RunContext, inputs: TaskInputs, tokenizer) -> TaskData:
-    """Every split of the task tokenized (cached in the cache folder), skipped rows
-    reported."""
-    spec, max_length = inputs.spec, context.config.data.max_seq_length
-    features, skipped = {}, 0
-    for split in splits(spec):
-        examples, bad = inputs.examples(split)
-        if bad:
-            print(f"Skipped {bad} malformed row(s) in the {split} split of {spec.name}.")
-        skipped += bad
-        source = spec.files if spec.files else context.config.data.data_dir
-        features[split] = tokenize(
-            examples, tokenizer, max_length, cache_dir=context.cache_dir,
-            cache_key=f"{spec.name}/{split}/{source}", regression=spec.is_regression)
+    """Every split of the task tokenized (load_split), skipped rows reported."""
+    spec = inputs.spec
+    loaded = {split: load_split(context, inputs, tokenizer, split) for split in splits(spec)}
+    features = {split: split_features for split, (split_features, _) in loaded.items()}
+    skipped = sum(bad for _, bad in loaded.values())
     extra = {split: features[split] for split in splits(spec)[2:]}
     print(f"Task {spec.name}: {len(features['train'])} train and {len(features['dev'])} dev "
           "examples" + "".join(f", {len(f)} {name}" for name, f in extra.items()) + ".")

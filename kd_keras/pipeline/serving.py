@@ -72,7 +72,7 @@ def calibration_text(context: RunContext, task_inputs: TaskInputs, tokenizer
     if not needs_text:
         return None
     try:
-        return inputs.load_task_data(context, task_inputs, tokenizer).train
+        return inputs.load_split(context, task_inputs, tokenizer, "train")[0]
     except DataError as error:
         raise ExportError(f"--export_formats={needs_text[0]} calibrates on the run's "
                           f"training text, which cannot be read: {error}") from None
