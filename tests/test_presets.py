@@ -26,7 +26,7 @@ for preset in sys.argv[1:]:
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["kd_keras", "--flagfile=" + preset])
     config = main.config_from_flags()
-    found[preset] = [config.data.task, config.distill.schedule]
+    found[preset] = [config.data.task, config.distill.schedule, config.data.augment]
 print(json.dumps(found))
 """
 
@@ -37,7 +37,8 @@ def test_there_are_presets():
 
 @pytest.fixture(scope="module")
 def parsed():
-    """preset path -> (task, schedule) of the config it validates into."""
+    """preset path -> (task, schedule, augmented copies) of the config it validates
+    into."""
     result = subprocess.run([sys.executable, "-c", CHECK, *PRESETS], cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -46,10 +47,11 @@ def parsed():
 
 @pytest.mark.parametrize("preset", PRESETS, ids=os.path.basename)
 def test_preset_parses_into_a_valid_config(preset, parsed):
-    task, schedule = parsed[preset]
+    task, schedule, augment = parsed[preset]
     name = os.path.basename(preset)[:-4]
-    if name != "demo":
-        assert name == f"{task}_{schedule}", (name, task, schedule)
+    if name != "demo":  # <task>_<schedule>, and _aug where the preset adds copies
+        assert name == f"{task}_{schedule}" + ("_aug" if augment else ""), (name, task,
+                                                                             schedule, augment)
 
 
 # ---------------------------------------------------------------- the demo's defaults
