@@ -14,7 +14,7 @@ MODES = ("pipeline", "train_teacher", "distill", "evaluate", "predict", "export"
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 SCHEDULES = ("all", "pid", "sid", "kd", "finetune")  # schedules.build makes their stages
-AUGMENT_METHODS = ("embedding", "delete_swap")  # data.augment
+AUGMENT_METHODS = ("embedding", "mlm", "delete_swap")  # data.augment
 AUGMENT_LABELS = ("none", "source")  # data.augment_labels
 # kd_keras.export.WRITERS writes them.
 EXPORT_FORMATS = ("saved_model", "litert", "litert_int8", "litert_full_int8", "onnx",
@@ -90,9 +90,13 @@ class DataConfig:
                           "(unlabelled, distilled on like transfer text), once, into the "
                           "cache folder.")
     augment_method: str = option(
-        "embedding", "embedding: words replaced by their nearest neighbours in the "
-        "teacher's input-embedding space (offline, any checkpoint); delete_swap: words "
-        "deleted and swapped at random (a cheap baseline).", choices=AUGMENT_METHODS)
+        "embedding", "embedding: words replaced by their nearest neighbours in the teacher's "
+        "input-embedding space (offline, any checkpoint); mlm: by what --augment_model's "
+        "masked-LM head predicts in their place (TinyBERT's); delete_swap: words deleted "
+        "and swapped at random (a cheap baseline).", choices=AUGMENT_METHODS)
+    augment_model: Optional[str] = option(
+        None, "--augment_method=mlm: a pretrained checkpoint with a masked-LM head (a local "
+        "folder or a hub name, e.g. bert-base-uncased); default: --teacher.")
     augment_labels: str = option(
         "none", "none: the augmented copies carry no label (the student learns the "
         "teacher's outputs on them); source: each copy carries its training example's "
@@ -274,8 +278,11 @@ def validate(config: RunConfig) -> RunConfig:
     Raises:
         ValueError: a setting is out of range or unknown; the message names the flag.
     """
-    if config.mode not in MODES:
-        raise ValueError(f"Unknown mode '{config.mode}'. Choose one of: {', '.join(MODES)}.")
+    for section, field in flag_fields():  # the settings with a fixed set of values
+        value = getattr(getattr(config, section) if section else config, field.name)
+        if field.metadata.get("choices") and value not in field.metadata["choices"]:
+            raise ValueError(f"Unknown --{field.name} '{value}'. Choose one of: "
+                             f"{', '.join(field.metadata['choices'])}.")
     if config.data.own_data:
         _validate_own_data(config.data)
     else:
@@ -286,9 +293,6 @@ def validate(config: RunConfig) -> RunConfig:
     if config.train.distribution_strategy not in STRATEGIES:
         raise ValueError(f"Unknown distribution strategy '{config.train.distribution_strategy}'."
                          f" Choose one of: {', '.join(STRATEGIES)}.")
-    if config.train.mixed_precision not in PRECISIONS:
-        raise ValueError(f"Unknown --mixed_precision '{config.train.mixed_precision}'. Choose "
-                         f"one of: {', '.join(PRECISIONS)}.")
     positive = {
         "--max_seq_length": config.data.max_seq_length, "--batch_size": config.data.batch_size,
         "--eval_batch_size": config.data.eval_batch_size, "--epochs": config.distill.epochs,
@@ -319,8 +323,6 @@ def validate(config: RunConfig) -> RunConfig:
     if unknown or not config.train.export_formats:
         raise ValueError(f"--export_formats: unknown format '{(unknown or [''])[0]}'; choose "
                          f"from {', '.join(EXPORT_FORMATS)}.")
-    if config.model.student_init not in ("teacher", "random"):
-        raise ValueError("--student_init must be 'teacher' or 'random'.")
     if not config.train.model_dir:
         raise ValueError("--model_dir is empty; name a folder or leave it unset.")
     return config
@@ -330,9 +332,6 @@ def _validate_added_text(config: RunConfig) -> None:
     data = config.data
     if data.augment < 0:
         raise ValueError(f"--augment must be 0 or more, got {data.augment}.")
-    if data.augment_labels not in AUGMENT_LABELS:
-        raise ValueError(f"Unknown --augment_labels '{data.augment_labels}'. Choose one of: "
-                         f"{', '.join(AUGMENT_LABELS)}.")
     if not data.adds_text:
         return
     if config.distill.schedule == "finetune" and (
@@ -342,6 +341,11 @@ def _validate_added_text(config: RunConfig) -> None:
                          "--augment_labels=source (or pick another --schedule).")
     if data.transfer_file and data.transfer_task:
         raise ValueError("Pass --transfer_file or --transfer_task, not both.")
+    if data.augment_method == "mlm" and not data.augment_model and \
+            config.model.teacher == TINY_TEACHER:
+        raise ValueError("--augment_method=mlm needs a checkpoint with a masked-LM head, "
+                         "which the tiny teacher lacks: pass --augment_model (e.g. "
+                         "bert-base-uncased or a local folder) or --augment_method=embedding.")
     if data.transfer_task:
         get_task(data.transfer_task)
     if data.transfer_file and not (data.transfer_fields or data.text_fields):

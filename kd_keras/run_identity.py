@@ -71,6 +71,9 @@ def describe(config: config_lib.RunConfig, tokenizer_digest: Optional[str] = Non
             "max_transfer_examples": d.max_transfer_examples,
             "augment": d.augment, "augment_method": d.augment_method if d.augment else None,
             "augment_seed": config.train.seed if d.augment else None}
+        if d.augment and d.augment_method == "mlm":  # only then: older records match
+            identity["added_text"]["augment_model"] = _folder_or_name(
+                d.augment_model or m.teacher)
         if d.augment and d.augment_labels != config_lib.DataConfig().augment_labels:
             # Only when set: folders recorded before the option existed still match.
             identity["added_text"]["augment_labels"] = d.augment_labels

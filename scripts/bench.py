@@ -309,9 +309,17 @@ def augment_section(result: dict) -> list:
               f"{result['data_ratio']}x the examples. Writing and tokenizing the copies "
               f"(embedding method) took {writing:,.1f} s, "
               f"{writing / timings['epoch_with_copies']['seconds']:.2f}x one such epoch; "
-              "it is done once per data, method, copies and seed (reruns read it back).",
-              ""]
-    return lines
+              "it is done once per data, method, copies and seed (reruns read it back)."]
+    if "augment_mlm" in timings:
+        mlm = timings["augment_mlm"]["examples_per_second"]
+        embedding = timings["augment_embedding"]["examples_per_second"]
+        lines += ["", f"TinyBERT's masked-LM method (`--augment_method=mlm`, timed on the "
+                  f"first {result['mlm_examples']} examples with the {result['teacher']} "
+                  "encoder and a random masked-LM head: one pass per replaceable word) "
+                  f"writes {mlm:,.1f} examples/s, {embedding / mlm:,.0f}x slower than the "
+                  f"embedding method: {result['examples']} examples take "
+                  f"{result['examples'] / mlm / 60:,.1f} min, once."]
+    return lines + [""]
 
 
 def write_markdown() -> str:

@@ -9,7 +9,10 @@ what --augment_method=embedding reads), else a random MiniLM-sized BERT over the
 vocabulary size.  Measures, in one process:
 
 - ``augment_<method>``: examples/s of data.augment.augment writing --copies copies of
-  each training text (the embedding method's neighbour search included);
+  each training text (the embedding method's neighbour search included); ``mlm`` over
+  the first --mlm_examples only (one masked-LM pass per word), on the teacher's encoder
+  with a random masked-LM head (the packaged MiniLM has none; its weights do not change
+  the cost), with MiniLM only (the random vocabulary has no whole words to replace);
 - ``tokenize_copies``: examples/s tokenizing those copies;
 - ``epoch_labelled`` / ``epoch_with_copies``: one epoch of sid's first stage on the first
   --examples training examples, then on them and their copies (one fit each, after a
@@ -69,6 +72,21 @@ def teacher_and_tokenizer(cache: str):
         return "random MiniLM-sized BERT", models.build_model(config, seed=0), tokenizer
 
 
+def random_head_candidates(teacher, tokenizer):
+    """MaskedLMCandidates from the teacher's encoder and a random masked-LM head."""
+    from kd_keras import tokenization
+    from kd_keras.data import augment
+    from kd_keras.encoders.masked_lm import MaskedLanguageModel, MaskedLMHead
+    from kd_keras.pipeline.transfer import masked_lm_scores
+
+    head = MaskedLMHead(teacher.hidden_size, teacher.config.vocab_size, "gelu", 1e-12)
+    head.build((None, teacher.hidden_size))
+    return augment.MaskedLMCandidates(
+        tokenization.vocab_tokens(tokenizer), tokenizer.do_lower_case,
+        tokenizer.special_tokens["mask"],
+        masked_lm_scores(MaskedLanguageModel(teacher, head), tokenizer, 128))
+
+
 def epoch_seconds(teacher, features, batch_size: int) -> float:
     """One epoch of sid's first stage (a 3-layer student), after a warm-up epoch."""
     from kd_keras import backends, config, distiller, models, optimization, schedules
@@ -97,6 +115,7 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--copies", type=int, default=4)
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--mlm_examples", type=int, default=200)
     parser.add_argument("--no_write", action="store_true")
     args = parser.parse_args()
     from kd_keras import tokenization
@@ -126,6 +145,11 @@ def main() -> int:
         examples, args.copies, "embedding", 0, neighbours), len(examples))
     timed("augment_delete_swap", lambda: augment.augment(
         examples, args.copies, "delete_swap", 0), len(examples))
+    mlm_examples = examples[:args.mlm_examples] if teacher_name == "MiniLM-L6" else []
+    if mlm_examples:
+        candidates = random_head_candidates(teacher, tokenizer)
+        timed("augment_mlm", lambda: augment.augment(
+            mlm_examples, args.copies, "mlm", 0, candidates), len(mlm_examples))
     labelled = tokenize(examples, tokenizer, 128)
     added = timed("tokenize_copies", lambda: tokenize(copies, tokenizer, 128), count)
     plain = epoch_seconds(teacher, labelled, args.batch_size)
@@ -140,7 +164,8 @@ def main() -> int:
     cpu = cpu_description()
     result = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu, "data": data_name,
               "teacher": teacher_name, "examples": len(examples), "copies": args.copies,
-              "batch_size": args.batch_size, "timings": timings,
+              "batch_size": args.batch_size, "mlm_examples": len(mlm_examples),
+              "timings": timings,
               "epoch_ratio": ratio, "data_ratio": args.copies + 1}
     if not args.no_write:
         path = os.path.join(REPO, "benchmarks", f"augment@{cpu['tag']}.json")

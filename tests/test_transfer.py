@@ -39,17 +39,17 @@ def test_embedding_neighbours_are_the_nearest_whole_words():
     words = ["good", "great", "fine", "bad", "awful"]  # the whole-word tokens
     cosine = {w: float(unit[VOCAB.index(w)] @ unit[VOCAB.index("good")]) for w in words}
     expected = sorted((w for w in words if w != "good"), key=lambda w: -cosine[w])[:3]
-    assert neighbours()("Good") == expected == ["great", "fine", "awful"]
+    assert neighbours().neighbours("Good") == expected == ["great", "fine", "awful"]
     # [CLS], "##ly", "," and "x1" lie right beside "good" but are no whole words.
-    assert neighbours(count=10)("good") == ["great", "fine", "awful", "bad"]
+    assert neighbours(count=10).neighbours("good") == ["great", "fine", "awful", "bad"]
     for word in (",", "x1", "ly", "[CLS]", "unknownword"):
-        assert neighbours()(word) == []
+        assert neighbours().neighbours(word) == []
 
 
 def test_replacement_keeps_every_length_and_the_same_seed_gives_the_same_copies():
     examples = [Example("The good film , fine acting !", "bad plot", 1),
                 Example("great good fine", "awful", 0)]
-    copies = augment.augment(examples, 4, "embedding", seed=5, neighbours=neighbours())
+    copies = augment.augment(examples, 4, "embedding", seed=5, candidates=neighbours())
     assert copies == augment.augment(examples, 4, "embedding", 5, neighbours())
     assert copies != augment.augment(examples, 4, "embedding", 6, neighbours())
     assert len(copies) == 8 and all(copy.label is None for copy in copies)
@@ -61,7 +61,7 @@ def test_replacement_keeps_every_length_and_the_same_seed_gives_the_same_copies(
             assert len(new) == len(old)  # the length class stays
             for a, b in zip(new, old):
                 # A word changes only into one of its neighbours; punctuation never.
-                assert a == b or a in neighbours()(b), (a, b)
+                assert a == b or a in neighbours().neighbours(b), (a, b)
                 changed += a != b
     assert changed > 0
 

@@ -9,22 +9,22 @@ the Hugging Face layout: BERT (MiniLM included), RoBERTa, ELECTRA and DistilBERT
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, Optional
 
 from kd_keras import hub
-from kd_keras.encoders import bert, distilbert, electra, roberta, tf_h5
-from kd_keras.encoders.checkpoint import WEIGHTS_FILE, assign, named_variables, save
+from kd_keras.encoders import bert, distilbert, electra, masked_lm, roberta
+from kd_keras.encoders.checkpoint import WEIGHTS_FILE, assign, named_variables, read_folder, save
 from kd_keras.encoders.config import EncoderConfig, EncoderError, from_hf_dict, to_hf_dict
+from kd_keras.encoders.masked_lm import MaskedLanguageModel
 from kd_keras.encoders.model import EncoderClassifier, EncoderOutputs
 
 FAMILIES = {module.FAMILY.name: module.FAMILY for module in (bert, roberta, electra, distilbert)}
 
-__all__ = ["EncoderClassifier", "EncoderConfig", "EncoderError", "EncoderOutputs",
-           "FAMILIES", "build", "derive_student", "from_pretrained", "load_folder",
-           "named_variables", "save",
-           "from_hf_dict", "to_hf_dict"]
+__all__ = ["WEIGHTS_FILE", "EncoderClassifier", "EncoderConfig", "EncoderError",
+           "EncoderOutputs", "FAMILIES", "MaskedLanguageModel", "build", "derive_student",
+           "from_pretrained", "load_folder", "load_masked_lm", "named_variables",
+           "read_folder", "save", "from_hf_dict", "to_hf_dict"]
 
 
 def build(config: EncoderConfig) -> EncoderClassifier:
@@ -51,23 +51,8 @@ def load_folder(folder: str, num_labels: Optional[int] = None,
         EncoderError: no config or weights, an unsupported family, a missing encoder
             tensor.
     """
-    from safetensors.numpy import load_file
-
-    config_path = os.path.join(folder, "config.json")
-    safetensors_path = os.path.join(folder, WEIGHTS_FILE)
-    h5_path = os.path.join(folder, tf_h5.TF_WEIGHTS_FILE)
-    if not os.path.exists(config_path):
-        raise EncoderError(f"{folder} has no config.json; pass a Hugging Face model folder "
-                           "with config.json and model.safetensors.")
-    if os.path.exists(safetensors_path):
-        state = load_file(safetensors_path)
-    elif os.path.exists(h5_path):
-        state = tf_h5.read_state(h5_path)
-    else:
-        raise EncoderError(f"{folder} has no model.safetensors (or tf_model.h5); pass a "
-                           "Hugging Face model folder with config.json and model.safetensors.")
-    with open(config_path, encoding="utf-8") as handle:
-        config = from_hf_dict(json.load(handle), num_labels)
+    raw, state = read_folder(folder)
+    config = from_hf_dict(raw, num_labels)
     if overrides:
         config = config.replace(**overrides)
     model = build(config)
@@ -82,6 +67,11 @@ def load_folder(folder: str, num_labels: Optional[int] = None,
     return model
 
 
+def _model_folder(name_or_folder: str, cache_dir: Optional[str]) -> str:
+    return hub.model_folder(name_or_folder, cache_dir or os.path.join(
+        os.path.expanduser("~"), ".cache", "kd_keras"))
+
+
 def from_pretrained(name_or_folder: str, num_labels: Optional[int] = None,
                     cache_dir: Optional[str] = None, overrides: Optional[Dict] = None,
                     verbose: bool = True) -> EncoderClassifier:
@@ -93,9 +83,24 @@ def from_pretrained(name_or_folder: str, num_labels: Optional[int] = None,
         kd_keras.errors.ModelError: the model cannot be found or downloaded.
         EncoderError: as load_folder.
     """
-    folder = hub.model_folder(name_or_folder, cache_dir or os.path.join(
-        os.path.expanduser("~"), ".cache", "kd_keras"))
+    folder = _model_folder(name_or_folder, cache_dir)
     return load_folder(folder, num_labels, overrides, verbose)
+
+
+def load_masked_lm(name_or_folder: str, cache_dir: Optional[str] = None
+                   ) -> MaskedLanguageModel:
+    """A checkpoint's encoder with its masked-language-model head (for augmentation),
+    from the same places as from_pretrained.
+
+    Raises:
+        kd_keras.errors.ModelError: the model cannot be found or downloaded.
+        EncoderError: as load_folder, or the checkpoint has no masked-LM head.
+    """
+    folder = _model_folder(name_or_folder, cache_dir)
+    raw, state = read_folder(folder)
+    encoder = build(from_hf_dict(raw, None))
+    assign(encoder, state)
+    return masked_lm.from_state(encoder, state, name_or_folder)
 
 
 def derive_student(teacher: EncoderClassifier, num_layers: int, mapping,

@@ -4,12 +4,14 @@ transformers too."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from kd_keras import files
+from kd_keras.encoders import tf_h5
 from kd_keras.encoders.config import EncoderError, to_hf_dict
 from kd_keras.encoders.family import LAYER_PARTS
 from kd_keras.encoders.model import EncoderClassifier
@@ -106,6 +108,32 @@ def assign(model: EncoderClassifier, state: Dict[str, np.ndarray]) -> Dict[str, 
                            f"{missing[0]}; is it a {family.name} checkpoint?")
     ignored = sorted(key for key in state if key not in used)
     return {"ignored": ignored, "initialised": sorted(head_values)}
+
+
+def read_folder(folder: str) -> Tuple[Dict, Dict[str, np.ndarray]]:
+    """A Hugging Face folder's config.json (as a dict) and weights (name -> array): from
+    model.safetensors, or from the tf_model.h5 that Hugging Face's TensorFlow models write.
+
+    Raises:
+        EncoderError: no config.json, or no weights.
+    """
+    from safetensors.numpy import load_file
+
+    config_path = os.path.join(folder, "config.json")
+    safetensors_path = os.path.join(folder, WEIGHTS_FILE)
+    h5_path = os.path.join(folder, tf_h5.TF_WEIGHTS_FILE)
+    if not os.path.exists(config_path):
+        raise EncoderError(f"{folder} has no config.json; pass a Hugging Face model folder "
+                           "with config.json and model.safetensors.")
+    if os.path.exists(safetensors_path):
+        state = load_file(safetensors_path)
+    elif os.path.exists(h5_path):
+        state = tf_h5.read_state(h5_path)
+    else:
+        raise EncoderError(f"{folder} has no model.safetensors (or tf_model.h5); pass a "
+                           "Hugging Face model folder with config.json and model.safetensors.")
+    with open(config_path, encoding="utf-8") as handle:
+        return json.load(handle), state
 
 
 def save(model: EncoderClassifier, folder: str, tokenizer=None,

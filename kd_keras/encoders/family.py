@@ -12,6 +12,26 @@ LAYER_PARTS = ("query", "key", "value", "attention_output", "attention_norm", "i
 
 
 @dataclasses.dataclass(frozen=True)
+class MaskedLMNames:
+    """A family's masked-language-model head in checkpoints (full names).
+
+    Attributes:
+        dense: the transform's dense layer on each position.
+        norm: the LayerNorm after it.
+        bias: the output bias, one per vocabulary token.
+        decoder: the output matrix [vocab, hidden], stored only where it is not the
+            word embeddings.
+        activation: the transform's activation; None: the config's (``hidden_act``).
+    """
+
+    dense: str
+    norm: str
+    bias: str
+    decoder: str
+    activation: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
     """One encoder family's conventions.
 
@@ -32,6 +52,8 @@ class Family:
             pad_token_id + 1; others: 0..seq-1.
         ignored: name fragments of checkpoint tensors the classifier does not use
             (language-model heads, unused poolers, buffers).
+        masked_lm: the masked-language-model head's names, where the family has one
+            (encoders.masked_lm reads it).
     """
 
     name: str
@@ -46,6 +68,7 @@ class Family:
     projection_name: Optional[str] = None
     positions_from_padding: bool = False
     ignored: Tuple[str, ...] = ("position_ids",)
+    masked_lm: Optional["MaskedLMNames"] = None
 
 
 BERT_EMBEDDINGS = {"word": "embeddings.word_embeddings", "position":

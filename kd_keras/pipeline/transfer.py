@@ -1,8 +1,9 @@
 """Text without labels the student distils on beside the labelled set: the transfer text
 (--transfer_file or --transfer_task) and augmented copies of the training text
 (--augment), tokenized like the rest.  The augmented copies are written once into the
-cache folder, keyed by the training text, the method, the copies, the seed and (for
-``embedding``) the teacher's embeddings, and read back by a rerun or a resumed run."""
+cache folder, keyed by the training text, the method, the copies, the seed and the model
+that proposes the words (``embedding``: the teacher's embeddings; ``mlm``:
+--augment_model's files), and read back by a rerun or a resumed run."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ import hashlib
 import json
 import os
 import sys
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import keras
 import numpy as np
 
-from kd_keras import files, tokenization
+from kd_keras import encoders, files, hub, tokenization
 from kd_keras.data import augment
 from kd_keras.data.examples import Example
 from kd_keras.data.features import Features, tokenize
 from kd_keras.encoders import EncoderClassifier
+from kd_keras.errors import ModelError
 from kd_keras.pipeline.context import RunContext
 from kd_keras.pipeline.inputs import TaskData, TaskInputs
 
@@ -67,20 +69,17 @@ def augmented(context: RunContext, examples: List[Example], teacher: EncoderClas
               tokenizer) -> List[Example]:
     """--augment copies of every training example, written once into the cache folder
     (augmented_<digest>.jsonl) and read back when the same data, method, copies, seed
-    and teacher embeddings come again."""
+    and the model proposing the words (the teacher's embeddings, or --augment_model's
+    weights) come again."""
     config = context.config
     method, copies, seed = config.data.augment_method, config.data.augment, config.train.seed
     key = hashlib.sha256(json.dumps(
         [method, copies, seed, [(e.text_a, e.text_b) for e in examples]]).encode())
-    neighbours = None
+    make_candidates = None
     if method == "embedding":
-        embeddings = keras.ops.convert_to_numpy(teacher.embeddings.word.embeddings)
-        key.update(np.ascontiguousarray(embeddings).tobytes())
-        key.update(tokenization.tokenizer_digest(tokenizer).encode())
-        if tokenizer.kind == "bpe":  # tokenizer_digest says lower-case; lookups are cased
-            key.update(b"cased")
-        neighbours = augment.EmbeddingNeighbours(
-            tokenization.vocab_tokens(tokenizer), embeddings, tokenizer.do_lower_case)
+        make_candidates = _embedding_neighbours(teacher, tokenizer, key)
+    elif method == "mlm":
+        make_candidates = _masked_lm_candidates(context, key)
     path = os.path.join(context.cache_dir, f"augmented_{key.hexdigest()[:20]}.jsonl")
     found = files.load_cache(path, read)
     if found is not None:
@@ -89,13 +88,14 @@ def augmented(context: RunContext, examples: List[Example], teacher: EncoderClas
         return found
     print(f"Augmenting the {len(examples)} training texts ({copies} "
           f"cop{'y' if copies == 1 else 'ies'} each, {method}).")
+    candidates = make_candidates() if make_candidates else None
     bar = keras.utils.Progbar(len(examples), verbose=1 if sys.stdout.isatty() else 2)
 
     def progress(done: int) -> None:
         if done % 100 == 0 or done == len(examples):
             bar.update(done, finalize=done == len(examples))
 
-    found = augment.augment(examples, copies, method, seed, neighbours, progress)
+    found = augment.augment(examples, copies, method, seed, candidates, progress)
     lines = [json.dumps({"text_a": example.text_a, "text_b": example.text_b}) + "\n"
              for example in found]
     with files.atomic_file(path) as handle:  # a killed run leaves no half file
@@ -103,6 +103,72 @@ def augmented(context: RunContext, examples: List[Example], teacher: EncoderClas
         # The last line checks the others: a damaged file is rebuilt, not read.
         handle.write(json.dumps({"sha256": _checksum(lines)}) + "\n")
     return found
+
+
+def _embedding_neighbours(teacher: EncoderClassifier, tokenizer, key
+                          ) -> Callable[[], augment.Candidates]:
+    """Adds the teacher's embeddings and vocabulary to the cache key; returns what makes
+    the neighbours."""
+    embeddings = keras.ops.convert_to_numpy(teacher.embeddings.word.embeddings)
+    key.update(np.ascontiguousarray(embeddings).tobytes())
+    key.update(tokenization.tokenizer_digest(tokenizer).encode())
+    if tokenizer.kind == "bpe":  # tokenizer_digest says lower-case; lookups are cased
+        key.update(b"cased")
+    return lambda: augment.EmbeddingNeighbours(
+        tokenization.vocab_tokens(tokenizer), embeddings, tokenizer.do_lower_case)
+
+
+def _masked_lm_candidates(context: RunContext, key) -> Callable[[], augment.Candidates]:
+    """Adds --augment_model's files (weights, configuration, tokenizer) to the cache key;
+    returns what loads the masked LM (only when copies must be written).
+
+    Raises:
+        ModelError: the checkpoint cannot be found, or has no masked-LM head.
+    """
+    data = context.config.data
+    source = data.augment_model or context.config.model.teacher
+    folder = hub.model_folder(source, context.cache_dir)
+    lm_tokenizer = tokenization.load_tokenizer(source, context.cache_dir)
+    for name in ("config.json", encoders.WEIGHTS_FILE, "tf_model.h5"):
+        if os.path.exists(os.path.join(folder, name)):
+            files.file_digest(os.path.join(folder, name), key)
+    key.update(tokenization.tokenizer_digest(lm_tokenizer).encode())
+
+    def load() -> augment.Candidates:
+        print(f"Proposing words with {source}'s masked-LM head.")
+        try:
+            lm = encoders.load_masked_lm(folder)
+        except encoders.EncoderError as error:
+            raise ModelError(f"--augment_method=mlm: {error}") from None
+        return augment.MaskedLMCandidates(
+            tokenization.vocab_tokens(lm_tokenizer), lm_tokenizer.do_lower_case,
+            lm_tokenizer.special_tokens["mask"],
+            masked_lm_scores(lm, lm_tokenizer, data.max_seq_length))
+
+    return load
+
+
+def masked_lm_scores(lm: encoders.MaskedLanguageModel, tokenizer, max_length: int
+                     ) -> Callable[[List[str]], np.ndarray]:
+    """texts, each with the mask token once -> float [texts, vocab], the LM's logits at
+    the mask (NaN rows where truncation to max_length tokens cut the mask off)."""
+    mask_id = tokenizer.get_vocab()[tokenizer.special_tokens["mask"]]
+    pad_id = tokenizer.pad_token_id or 0
+
+    def score(texts: List[str]) -> np.ndarray:
+        encoded = tokenizer(texts, max_length=max_length)
+        width = max(len(ids) for ids in encoded["input_ids"])
+        batch = {name: np.array([row + [pad_id if name == "input_ids" else 0]
+                                 * (width - len(row)) for row in rows], np.int32)
+                 for name, rows in encoded.items()}
+        found = [mask_id in ids for ids in encoded["input_ids"]]
+        positions = np.array([ids.index(mask_id) if ok else 0
+                              for ids, ok in zip(encoded["input_ids"], found)], np.int32)
+        logits = lm.logits_at(batch, positions)
+        logits[~np.array(found)] = np.nan
+        return logits
+
+    return score
 
 
 def with_source_labels(copies: Sequence[Example], examples: Sequence[Example]) -> List[Example]:
