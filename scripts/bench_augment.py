@@ -74,17 +74,12 @@ def teacher_and_tokenizer(cache: str):
 
 def random_head_candidates(teacher, tokenizer):
     """MaskedLMCandidates from the teacher's encoder and a random masked-LM head."""
-    from kd_keras import tokenization
-    from kd_keras.data import augment
     from kd_keras.encoders.masked_lm import MaskedLanguageModel, MaskedLMHead
-    from kd_keras.pipeline.transfer import masked_lm_scores
+    from kd_keras.pipeline.transfer import masked_lm_candidates
 
     head = MaskedLMHead(teacher.hidden_size, teacher.config.vocab_size, "gelu", 1e-12)
     head.build((None, teacher.hidden_size))
-    return augment.MaskedLMCandidates(
-        tokenization.vocab_tokens(tokenizer), tokenizer.do_lower_case,
-        tokenizer.special_tokens["mask"],
-        masked_lm_scores(MaskedLanguageModel(teacher, head), tokenizer, 128))
+    return masked_lm_candidates(MaskedLanguageModel(teacher, head), tokenizer, 128)
 
 
 def epoch_seconds(teacher, features, batch_size: int) -> float:

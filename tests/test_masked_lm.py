@@ -148,9 +148,7 @@ def test_mlm_copies_keep_each_texts_length_never_hold_special_tokens_and_repeat(
     tokenizer = tokenization.load_tokenizer(folder, str(tmp_path))
 
     def candidates(max_length=32):
-        return augment.MaskedLMCandidates(
-            tokenization.vocab_tokens(tokenizer), True, "[MASK]",
-            transfer.masked_lm_scores(lm, tokenizer, max_length), count=4)
+        return transfer.masked_lm_candidates(lm, tokenizer, max_length, count=4)
 
     examples = [Example("The staff was very friendly , the room perfect .", "okay view", 1),
                 Example("Noisy hotel and cold food", None, 0)]

@@ -21,7 +21,7 @@ from kd_keras import encoders, files, hub, tokenization
 from kd_keras.data import augment
 from kd_keras.data.examples import Example
 from kd_keras.data.features import Features, tokenize
-from kd_keras.encoders import EncoderClassifier
+from kd_keras.encoders import EncoderClassifier, tf_h5
 from kd_keras.errors import ModelError
 from kd_keras.pipeline.context import RunContext
 from kd_keras.pipeline.inputs import TaskData, TaskInputs
@@ -128,8 +128,8 @@ def _masked_lm_candidates(context: RunContext, key) -> Callable[[], augment.Cand
     data = context.config.data
     source = data.augment_model or context.config.model.teacher
     folder = hub.model_folder(source, context.cache_dir)
-    lm_tokenizer = tokenization.load_tokenizer(source, context.cache_dir)
-    for name in ("config.json", encoders.WEIGHTS_FILE, "tf_model.h5"):
+    lm_tokenizer = tokenization.load_tokenizer(folder, context.cache_dir)
+    for name in ("config.json", encoders.WEIGHTS_FILE, tf_h5.TF_WEIGHTS_FILE):
         if os.path.exists(os.path.join(folder, name)):
             files.file_digest(os.path.join(folder, name), key)
     key.update(tokenization.tokenizer_digest(lm_tokenizer).encode())
@@ -140,12 +140,19 @@ def _masked_lm_candidates(context: RunContext, key) -> Callable[[], augment.Cand
             lm = encoders.load_masked_lm(folder)
         except encoders.EncoderError as error:
             raise ModelError(f"--augment_method=mlm: {error}") from None
-        return augment.MaskedLMCandidates(
-            tokenization.vocab_tokens(lm_tokenizer), lm_tokenizer.do_lower_case,
-            lm_tokenizer.special_tokens["mask"],
-            masked_lm_scores(lm, lm_tokenizer, data.max_seq_length))
+        return masked_lm_candidates(lm, lm_tokenizer, data.max_seq_length)
 
     return load
+
+
+def masked_lm_candidates(lm: encoders.MaskedLanguageModel, tokenizer, max_length: int,
+                         **options) -> augment.MaskedLMCandidates:
+    """The LM's candidates for a text's words, each masked text cut to max_length tokens;
+    options go to MaskedLMCandidates (count, batch)."""
+    return augment.MaskedLMCandidates(
+        tokenization.vocab_tokens(tokenizer), tokenizer.do_lower_case,
+        tokenizer.special_tokens["mask"], masked_lm_scores(lm, tokenizer, max_length),
+        **options)
 
 
 def masked_lm_scores(lm: encoders.MaskedLanguageModel, tokenizer, max_length: int
@@ -153,19 +160,13 @@ def masked_lm_scores(lm: encoders.MaskedLanguageModel, tokenizer, max_length: in
     """texts, each with the mask token once -> float [texts, vocab], the LM's logits at
     the mask (NaN rows where truncation to max_length tokens cut the mask off)."""
     mask_id = tokenizer.get_vocab()[tokenizer.special_tokens["mask"]]
-    pad_id = tokenizer.pad_token_id or 0
 
     def score(texts: List[str]) -> np.ndarray:
-        encoded = tokenizer(texts, max_length=max_length)
-        width = max(len(ids) for ids in encoded["input_ids"])
-        batch = {name: np.array([row + [pad_id if name == "input_ids" else 0]
-                                 * (width - len(row)) for row in rows], np.int32)
-                 for name, rows in encoded.items()}
-        found = [mask_id in ids for ids in encoded["input_ids"]]
-        positions = np.array([ids.index(mask_id) if ok else 0
-                              for ids, ok in zip(encoded["input_ids"], found)], np.int32)
-        logits = lm.logits_at(batch, positions)
-        logits[~np.array(found)] = np.nan
+        batch = tokenize([Example(text, None, None) for text in texts], tokenizer,
+                         max_length).padded()  # int32 [texts, longest]
+        at_mask = batch["input_ids"] == mask_id
+        logits = lm.logits_at(batch, np.argmax(at_mask, axis=1).astype(np.int32))
+        logits[~at_mask.any(axis=1)] = np.nan
         return logits
 
     return score
