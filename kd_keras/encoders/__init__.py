@@ -14,14 +14,15 @@ from typing import Dict, Optional
 
 from kd_keras import hub
 from kd_keras.encoders import bert, distilbert, electra, masked_lm, roberta
-from kd_keras.encoders.checkpoint import WEIGHTS_FILE, assign, named_variables, read_folder, save
+from kd_keras.encoders.checkpoint import (FOLDER_FILES, WEIGHTS_FILE, assign, named_variables,
+                                         read_folder, save)
 from kd_keras.encoders.config import EncoderConfig, EncoderError, from_hf_dict, to_hf_dict
 from kd_keras.encoders.masked_lm import MaskedLanguageModel
 from kd_keras.encoders.model import EncoderClassifier, EncoderOutputs
 
 FAMILIES = {module.FAMILY.name: module.FAMILY for module in (bert, roberta, electra, distilbert)}
 
-__all__ = ["WEIGHTS_FILE", "EncoderClassifier", "EncoderConfig", "EncoderError",
+__all__ = ["FOLDER_FILES", "WEIGHTS_FILE", "EncoderClassifier", "EncoderConfig", "EncoderError",
            "EncoderOutputs", "FAMILIES", "MaskedLanguageModel", "build", "derive_student",
            "from_pretrained", "load_folder", "load_masked_lm", "named_variables",
            "read_folder", "save", "from_hf_dict", "to_hf_dict"]

@@ -17,6 +17,9 @@ from kd_keras.encoders.family import LAYER_PARTS
 from kd_keras.encoders.model import EncoderClassifier
 
 WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+# What read_folder may read from a folder: its config, then the first weights file found.
+FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, tf_h5.TF_WEIGHTS_FILE)
 
 
 def _dense(name: str, layer) -> Iterator[Tuple[str, object, bool]]:
@@ -119,7 +122,7 @@ def read_folder(folder: str) -> Tuple[Dict, Dict[str, np.ndarray]]:
     """
     from safetensors.numpy import load_file
 
-    config_path = os.path.join(folder, "config.json")
+    config_path = os.path.join(folder, CONFIG_FILE)
     safetensors_path = os.path.join(folder, WEIGHTS_FILE)
     h5_path = os.path.join(folder, tf_h5.TF_WEIGHTS_FILE)
     if not os.path.exists(config_path):

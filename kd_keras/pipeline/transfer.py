@@ -21,7 +21,7 @@ from kd_keras import encoders, files, hub, tokenization
 from kd_keras.data import augment
 from kd_keras.data.examples import Example
 from kd_keras.data.features import Features, tokenize
-from kd_keras.encoders import EncoderClassifier, tf_h5
+from kd_keras.encoders import EncoderClassifier
 from kd_keras.errors import ModelError
 from kd_keras.pipeline.context import RunContext
 from kd_keras.pipeline.inputs import TaskData, TaskInputs
@@ -129,7 +129,7 @@ def _masked_lm_candidates(context: RunContext, key) -> Callable[[], augment.Cand
     source = data.augment_model or context.config.model.teacher
     folder = hub.model_folder(source, context.cache_dir)
     lm_tokenizer = tokenization.load_tokenizer(folder, context.cache_dir)
-    for name in ("config.json", encoders.WEIGHTS_FILE, tf_h5.TF_WEIGHTS_FILE):
+    for name in encoders.FOLDER_FILES:  # the files load_masked_lm may read
         if os.path.exists(os.path.join(folder, name)):
             files.file_digest(os.path.join(folder, name), key)
     key.update(tokenization.tokenizer_digest(lm_tokenizer).encode())
