@@ -26,7 +26,8 @@
 # adds only the copies, each with its example's label (--augment_labels=source).
 # Recipe variants (issue #30): sid_kd (soft labels in every stage), sid_mse (hidden-state
 # MSE beside attention KL and [CLS] cosine), sid_long (a classifier stage twice as long:
-# the one method given more epochs); each takes "_aug" too.
+# more epochs than the others) and kd_long (standard KD for as many epochs as sid_long:
+# what those extra epochs alone buy); each takes "_aug" too.
 # A task's teacher is fine-tuned only when one of its runs is still missing from RECORD.
 #
 # Several copies may run at once on one OUT, to use cores that one training process
@@ -86,6 +87,7 @@ method_flags() {  # method, student layers
     sid_kd) echo "--schedule=sid --kd_every_stage --epochs_per_stage=$STAGE_EPOCHS --epochs=$CLASSIFIER_EPOCHS" ;;
     sid_mse) echo "--schedule=sid --internal_losses=attention_kl,cls_cosine,hidden_mse --epochs_per_stage=$STAGE_EPOCHS --epochs=$CLASSIFIER_EPOCHS" ;;
     sid_long) echo "--schedule=sid --epochs_per_stage=$STAGE_EPOCHS --epochs=$(( 2 * CLASSIFIER_EPOCHS ))" ;;
+    kd_long) echo "--schedule=kd --epochs=$(( total + CLASSIFIER_EPOCHS ))" ;;
     *) echo "unknown method $1" >&2; return 1 ;;
   esac
 }

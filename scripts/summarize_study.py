@@ -29,7 +29,8 @@ METHOD_NAMES = {"finetune": "student fine-tuned alone", "kd": "standard KD",
                 "all": "internal KD, all layers at once", "pid": "internal KD, pid",
                 "sid": "internal KD, sid", "sid_kd": "internal KD, sid + soft labels every stage",
                 "sid_mse": "internal KD, sid + hidden-state MSE",
-                "sid_long": "internal KD, sid + a classifier stage twice as long"}
+                "sid_long": "internal KD, sid + a classifier stage twice as long",
+                "kd_long": "standard KD, as many epochs as sid's longer classifier stage"}
 # "<method>_aug": the method with the task's text without labels (scripts/reproduce.sh);
 # finetune learns from labels alone, so its copies carry their example's label.
 METHOD_NAMES.update({f"{method}_aug": f"{name} + added text"

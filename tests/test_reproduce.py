@@ -133,7 +133,7 @@ def test_recipe_variants_and_teacher_flags_reach_the_runs(tmp_path):
     fake.chmod(0o755)
     calls = tmp_path / "calls.txt"
     env = reproduce_env(tmp_path / "out", tmp_path / "record", python=str(fake),
-                        CALLS=str(calls), METHODS="sid_mse sid_long_aug finetune_aug",
+                        CALLS=str(calls), METHODS="sid_mse sid_long_aug kd_long finetune_aug",
                         SWEEP_LAYERS="", TEACHER_FLAGS="--teacher_epochs=7")
     done = subprocess.run(["bash", os.path.join(REPO, "scripts", "reproduce.sh")], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
@@ -146,4 +146,6 @@ def test_recipe_variants_and_teacher_flags_reach_the_runs(tmp_path):
     # sid_long: the classifier stage twice as long (1 -> 2 epochs), copies without labels.
     assert {"--schedule=sid", "--epochs=2", "--augment=4"} <= set(runs["sid_long_aug_L2_s0"])
     assert "--augment_labels=source" not in runs["sid_long_aug_L2_s0"]
+    # kd_long: standard KD for as many epochs as sid_long (2 stages + 2 classifier epochs).
+    assert {"--schedule=kd", "--epochs=4"} <= set(runs["kd_long_L2_s0"])
     assert {"--schedule=finetune", "--augment_labels=source"} <= set(runs["finetune_aug_L2_s0"])
